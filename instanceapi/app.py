@@ -1,0 +1,53 @@
+"""The application factory: wiring only, no I/O."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+import falcon
+
+from instanceapi.checker import Checker, TargetChecker
+from instanceapi.config import Settings
+from instanceapi.resources import (
+    CheckResource,
+    HealthResource,
+    MissingUUIDResource,
+    ReadyResource,
+    malformed_check_path,
+)
+
+
+def create_app(settings: Settings, *, checker: Checker | None = None) -> falcon.App:
+    """Return the WSGI app for `settings`; `checker` may be injected (tests)."""
+    checker = checker or build_checker(settings)
+    app = falcon.App()
+    app.req_options.strip_url_path_trailing_slash = True
+    app.add_route("/check/{raw}", CheckResource(checker))
+    app.add_route("/check", MissingUUIDResource())
+    app.add_sink(malformed_check_path, r"^/check/")
+    app.add_route("/healthz", HealthResource())
+    app.add_route("/readyz", ReadyResource(checker))
+    return app
+
+
+def build_checker(settings: Settings) -> Checker:
+    """Create a checker with one Keystone session per configured target (no network I/O)."""
+    from instanceapi.openstack import build_targets
+
+    return Checker(
+        [
+            TargetChecker(target, visibility_interval=settings.visibility_interval)
+            for target in build_targets(settings)
+        ]
+    )
+
+
+def get_app(environ: Mapping[str, str] | None = None) -> falcon.App:
+    """Build the production app from the environment (what Gunicorn serves)."""
+    settings = Settings.from_env(os.environ if environ is None else environ)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return create_app(settings)

@@ -1,0 +1,190 @@
+"""Service settings: read once at start-up, validated, and frozen.
+
+Settings come from ``INSTANCEAPI_*`` environment variables, optionally from a
+``KEY=VALUE`` file named by ``INSTANCEAPI_CONFIG_FILE`` (the format systemd's
+``EnvironmentFile=`` reads), the environment winning. OpenStack credentials are
+not settings of ours: they come from clouds.yaml or ``OS_*`` variables through
+openstacksdk's loader.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PREFIX = "INSTANCEAPI_"
+_INTERFACES = ("public", "internal", "admin")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message starts with the variable's name."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A named cloud, and a region of it (None: every region the cloud lists)."""
+
+    cloud: str
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads at start-up."""
+
+    targets: tuple[TargetSpec, ...]
+    timeout: float = 10.0
+    retries: int = 2
+    interface: str | None = None
+    visibility_interval: float = 300.0
+    log_level: str = "INFO"
+    bind: str = "127.0.0.1:8080"
+    workers: int = 2
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from a mapping (os.environ in production, a dict in tests)."""
+        env = _merged(environ)
+        _reject_unknown(env)
+        return cls(
+            targets=_targets(env, environ),
+            timeout=_number(env, "TIMEOUT", 10.0, low=0.1, high=300.0),
+            retries=int(_number(env, "RETRIES", 2, low=0, high=10, integer=True)),
+            interface=_choice(env, "INTERFACE", None, _INTERFACES),
+            visibility_interval=_number(env, "VISIBILITY_INTERVAL", 300.0, low=5.0, high=86400.0),
+            log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS, upper=True) or "INFO",
+            bind=_bind(env),
+            workers=int(_number(env, "WORKERS", 2, low=1, high=64, integer=True)),
+        )
+
+
+_KNOWN = {
+    "CLOUDS",
+    "TIMEOUT",
+    "RETRIES",
+    "INTERFACE",
+    "VISIBILITY_INTERVAL",
+    "LOG_LEVEL",
+    "BIND",
+    "WORKERS",
+    "CONFIG_FILE",
+    "ACCESS_LOG",
+}
+
+
+def _merged(environ: Mapping[str, str]) -> dict[str, str]:
+    """Return INSTANCEAPI_* values from the config file, overridden by the environment."""
+    values: dict[str, str] = {}
+    path = environ.get(PREFIX + "CONFIG_FILE")
+    if path:
+        values.update(read_env_file(Path(path)))
+    values.update({k: v for k, v in environ.items() if k.startswith(PREFIX)})
+    return values
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a ``KEY=VALUE`` file: comments and blank lines ignored, quotes stripped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as ex:
+        raise ConfigError(PREFIX + "CONFIG_FILE", f"cannot read {path}: {ex.strerror}") from ex
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(PREFIX + "CONFIG_FILE", f"{path}:{number}: expected KEY=VALUE")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _reject_unknown(env: Mapping[str, str]) -> None:
+    for key in sorted(env):
+        if key.startswith(PREFIX) and key[len(PREFIX) :] not in _KNOWN:
+            raise ConfigError(key, "unknown setting (a typo?); see the README for the list")
+
+
+def _targets(env: Mapping[str, str], environ: Mapping[str, str]) -> tuple[TargetSpec, ...]:
+    key = PREFIX + "CLOUDS"
+    raw = env.get(key, "").strip()
+    if not raw:
+        # The usual OpenStack defaults: a named cloud, else the openrc variables.
+        raw = environ.get("OS_CLOUD", "") or ("envvars" if environ.get("OS_AUTH_URL") else "")
+    if not raw:
+        raise ConfigError(
+            key,
+            "no cloud configured: set it (e.g. 'mycloud' or "
+            "'mycloud/RegionOne,other'), or OS_CLOUD, or source an openrc",
+        )
+    specs: list[TargetSpec] = []
+    for item in (part.strip() for part in raw.split(",")):
+        cloud, _, region = item.partition("/")
+        if not cloud.strip() or (_ and not region.strip()):
+            raise ConfigError(key, f"{item!r} is not 'cloud' or 'cloud/region'")
+        spec = TargetSpec(cloud.strip(), region.strip() or None)
+        if spec in specs:
+            raise ConfigError(key, f"{item!r} is listed twice")
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    low: float,
+    high: float,
+    integer: bool = False,
+) -> float:
+    key = PREFIX + name
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    convert: Callable[[str], float] = int if integer else float
+    try:
+        value = convert(raw.strip())
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(key, f"expected {kind}, got {raw!r}") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(key, f"must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+def _choice(
+    env: Mapping[str, str],
+    name: str,
+    default: str | None,
+    allowed: tuple[str, ...],
+    *,
+    upper: bool = False,
+) -> str | None:
+    key = PREFIX + name
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    value = raw.upper() if upper else raw.lower()
+    if value not in allowed:
+        raise ConfigError(key, f"expected one of {', '.join(allowed)}, got {raw!r}")
+    return value
+
+
+def _bind(env: Mapping[str, str]) -> str:
+    key = PREFIX + "BIND"
+    raw = env.get(key, "").strip() or "127.0.0.1:8080"
+    if raw.startswith("unix:"):
+        return raw
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(key, f"expected HOST:PORT or unix:PATH, got {raw!r}")
+    return raw

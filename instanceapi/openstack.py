@@ -1,0 +1,274 @@
+"""The one door to OpenStack: Keystone sessions and Nova lookups per target.
+
+This is the only module that imports keystoneauth1, novaclient and openstacksdk.
+Everything above it sees plain dicts, ``None`` for "Nova answered 404", and
+``UpstreamError`` for every other outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import openstack.config
+import openstack.exceptions
+from keystoneauth1 import exceptions as ksa_exc
+from keystoneauth1 import session as ksa_session
+from novaclient import api_versions
+from novaclient import client as nova_client
+from novaclient import exceptions as nova_exc
+
+from instanceapi.config import ConfigError, Settings, TargetSpec
+
+log = logging.getLogger(__name__)
+
+#: Below 2.69 Nova silently leaves out servers of unreachable cells from listings.
+WANTED_MICROVERSION = api_versions.APIVersion("2.69")
+LISTING_PAGE = 1000
+_FAILURES: tuple[type[BaseException], ...] = (
+    ksa_exc.ClientException,
+    nova_exc.ClientException,
+    # A 200 whose body is not the JSON Nova promises surfaces as one of these.
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+)
+
+
+class UpstreamError(Exception):
+    """OpenStack could not be asked, or answered something we cannot trust."""
+
+    def __init__(self, target: str, reason: str, *, status: int | None = None) -> None:
+        super().__init__(f"{target}: {reason}")
+        self.target = target
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the service is to Nova: the token's project and roles."""
+
+    project_id: str
+    roles: frozenset[str]
+
+
+class Compute(Protocol):
+    """What the checker needs from one cloud/region; fakes implement this too."""
+
+    name: str
+    cloud: str
+    region: str | None
+
+    def show(self, uuid: str) -> dict[str, Any] | None:
+        """Return the server, or None when Nova answers 404 for this id."""
+
+    def list_servers(
+        self,
+        *,
+        changes_since: str | None = None,
+        page_limit: int = LISTING_PAGE,
+        max_pages: int | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield every page of the all-project detail listing."""
+
+    def identity(self) -> Identity:
+        """Return the token's project and roles, authenticating if needed."""
+
+    def microversion(self) -> str:
+        """Return the negotiated compute microversion."""
+
+
+class NovaTarget:
+    """One cloud/region: a keystoneauth Session reused for every request."""
+
+    def __init__(
+        self,
+        *,
+        cloud: str,
+        region: str | None,
+        session: ksa_session.Session,
+        interface: str,
+        retries: int,
+    ) -> None:
+        self.cloud = cloud
+        self.region = region
+        self.name = f"{cloud}/{region}" if region else cloud
+        self._session = session
+        self._interface = interface
+        self._retries = retries
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    # -- public interface -------------------------------------------------
+
+    def show(self, uuid: str) -> dict[str, Any] | None:
+        """Return the server as Nova shows it, or None on Nova's 404."""
+        client = self._nova()
+        try:
+            server = client.servers.get(uuid)
+            return dict(server.to_dict())
+        except nova_exc.NotFound:
+            return None
+        except _FAILURES as ex:
+            raise self._error("GET /servers/{id}", ex) from ex
+
+    def list_servers(
+        self,
+        *,
+        changes_since: str | None = None,
+        page_limit: int = LISTING_PAGE,
+        max_pages: int | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield every page of ``GET /servers/detail?all_tenants=1``.
+
+        Pages are followed while Nova offers a ``next`` link. A page that fails
+        raises, so a caller never mistakes half a listing for the whole.
+        """
+        params: dict[str, str] = {"all_tenants": "1", "limit": str(page_limit)}
+        if changes_since:
+            params["changes-since"] = changes_since
+        pages = 0
+        while max_pages is None or pages < max_pages:
+            page, more = self._list_page(params)
+            pages += 1
+            yield page
+            if not more or not page:
+                return
+            params["marker"] = page[-1]["id"]
+
+    def identity(self) -> Identity:
+        """Return the token's project and roles (authenticating if needed)."""
+        try:
+            access = self._session.auth.get_access(self._session)  # type: ignore[union-attr]
+        except _FAILURES as ex:
+            raise self._error("Keystone authentication", ex) from ex
+        return Identity(project_id=access.project_id or "", roles=frozenset(access.role_names))
+
+    def microversion(self) -> str:
+        """Return the compute microversion this target talks."""
+        return str(self._nova().api_version.get_string())
+
+    # -- internals ----------------------------------------------------------
+
+    def _list_page(self, params: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
+        url = "/servers/detail?" + urllib.parse.urlencode(params)
+        try:
+            _resp, body = self._nova().client.get(url)
+            servers = body["servers"]
+            if not isinstance(servers, list) or not all("id" in s for s in servers):
+                raise ValueError("listing without server ids")
+            links = body.get("servers_links") or []
+        except _FAILURES as ex:
+            raise self._error("GET /servers/detail", ex) from ex
+        return servers, any(link.get("rel") == "next" for link in links)
+
+    def _nova(self) -> Any:
+        """Return the novaclient client, negotiating the microversion once."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._negotiate()
+            return self._client
+
+    def _negotiate(self) -> Any:
+        probe = self._make_client(api_versions.APIVersion("2.1"))
+        try:
+            data = probe.client.get_endpoint_data()
+        except _FAILURES as ex:
+            raise self._error("compute version discovery", ex) from ex
+        if data is None or data.max_microversion is None:
+            raise UpstreamError(self.name, "compute endpoint offers no microversions")
+        offered = api_versions.APIVersion(f"{data.max_microversion[0]}.{data.max_microversion[1]}")
+        if offered >= WANTED_MICROVERSION:
+            return self._make_client(WANTED_MICROVERSION)
+        log.warning(
+            "%s: Nova offers microversion %s only; below 2.69 listings silently omit servers "
+            "of unreachable cells, so the listing rule cannot prove absence here",
+            self.name,
+            offered.get_string(),
+        )
+        return self._make_client(offered)
+
+    def _make_client(self, version: api_versions.APIVersion) -> Any:
+        return nova_client.Client(
+            version,
+            session=self._session,
+            region_name=self.region,
+            endpoint_type=self._interface,
+            connect_retries=self._retries,
+            status_code_retries=self._retries,
+            retriable_status_codes=[503],
+        )
+
+    def _error(self, what: str, ex: BaseException) -> UpstreamError:
+        status = getattr(ex, "http_status", None) or getattr(ex, "code", None)
+        status = status if isinstance(status, int) else None
+        return UpstreamError(self.name, f"{what} failed: {describe(ex)}", status=status)
+
+
+def describe(ex: BaseException) -> str:
+    """Return a short, secret-free description of a client failure."""
+    name = type(ex).__name__
+    if isinstance(ex, ksa_exc.ConnectTimeout | ksa_exc.ConnectFailure):
+        return f"{name} (unreachable or timed out)"
+    if isinstance(ex, ksa_exc.HttpError | nova_exc.ClientException):
+        code = getattr(ex, "http_status", None) or getattr(ex, "code", None)
+        return f"HTTP {code} {name}"
+    if isinstance(ex, ksa_exc.EndpointNotFound):
+        return "no compute endpoint for this region/interface in the catalog"
+    return f"unexpected answer ({name})"
+
+
+def build_targets(settings: Settings, environ: Mapping[str, str] | None = None) -> list[NovaTarget]:
+    """Create one NovaTarget per configured cloud/region; no network I/O."""
+    loader = openstack.config.OpenStackConfig(load_envvars=True)
+    targets: list[NovaTarget] = []
+    for spec in settings.targets:
+        for region in _regions(loader, spec):
+            targets.append(_target(loader, spec.cloud, region, settings))
+    return targets
+
+
+def _regions(loader: openstack.config.OpenStackConfig, spec: TargetSpec) -> list[str | None]:
+    if spec.region is not None:
+        return [spec.region]
+    try:
+        regions = loader.get_regions(spec.cloud)
+    except openstack.exceptions.ConfigException as ex:
+        raise ConfigError("INSTANCEAPI_CLOUDS", f"cloud {spec.cloud!r}: {ex}") from ex
+    names = [r.get("name") for r in regions if r.get("name")]
+    return list(names) or [None]
+
+
+def _target(
+    loader: openstack.config.OpenStackConfig, cloud: str, region: str | None, settings: Settings
+) -> NovaTarget:
+    try:
+        config = loader.get_one(cloud=cloud, region_name=region or "")
+        auth = config.get_auth()
+        verify, cert = config.get_requests_verify_args()
+    except (openstack.exceptions.ConfigException, ksa_exc.ClientException) as ex:
+        raise ConfigError("INSTANCEAPI_CLOUDS", f"cloud {cloud!r}: {ex}") from ex
+    if verify is False:
+        log.warning("%s: TLS verification is turned off by its configuration", cloud)
+    session = ksa_session.Session(
+        auth=auth,
+        verify=verify,
+        cert=cert,
+        timeout=settings.timeout,
+        connect_retries=settings.retries,
+        user_agent=f"instanceapi ({cloud})",
+    )
+    interface = settings.interface or config.get_interface("compute") or "public"
+    return NovaTarget(
+        cloud=cloud,
+        region=region or config.get_region_name("compute"),
+        session=session,
+        interface=interface,
+        retries=settings.retries,
+    )

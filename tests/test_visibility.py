@@ -1,0 +1,158 @@
+"""Fail closed on identity: a 404 counts as absence only with proven all-project visibility."""
+
+from __future__ import annotations
+
+import pytest
+from falcon import testing
+
+from instanceapi.app import create_app
+from instanceapi.checker import Checker, TargetChecker
+from tests.fakes import FakeCloud, new_uuid
+from tests.test_check import SETTINGS, client_for
+
+OTHER_PROJECT = "0" * 32
+READER = ("reader",)
+MEMBER = ("member", "reader")
+
+
+def test_admin_proven_by_cross_project_get(requests_mock):
+    cloud = FakeCloud(requests_mock)
+    cloud.add(project_id=OTHER_PROJECT)
+    result = client_for(cloud).simulate_get(f"/check/{new_uuid()}")
+    assert result.status_code == 404
+    assert "another project answered 200" in result.json["targets"][0]["detail"]
+
+
+def test_admin_without_probe_server_relies_on_admin_role(requests_mock):
+    cloud = FakeCloud(requests_mock)
+    result = client_for(cloud).simulate_get(f"/check/{new_uuid()}")
+    assert result.status_code == 404
+    assert "admin role" in result.json["targets"][0]["detail"]
+
+
+@pytest.mark.parametrize("roles", [MEMBER, READER])
+def test_no_all_project_listing_never_gives_404(requests_mock, roles):
+    cloud = FakeCloud(requests_mock, roles=roles)
+    mine = cloud.add()
+    theirs = cloud.add(project_id=OTHER_PROJECT)
+    client = client_for(cloud)
+    assert client.simulate_get(f"/check/{mine}").status_code == 200
+    for uuid in (theirs, new_uuid()):
+        result = client.simulate_get(f"/check/{uuid}")
+        assert result.status_code == 500
+        assert "lack all-project visibility" in result.json["detail"]
+        assert "403" in result.json["detail"]
+
+
+def test_reader_with_listing_override_decides_by_listing(requests_mock):
+    cloud = FakeCloud(requests_mock, roles=READER, can_list_all=True, page_size=2)
+    theirs = [cloud.add(project_id=OTHER_PROJECT) for _ in range(5)]
+    client = client_for(cloud)
+
+    present = client.simulate_get(f"/check/{theirs[-1]}")
+    assert present.status_code == 200
+    assert present.json["rule"] == "listing"
+
+    absent = client.simulate_get(f"/check/{new_uuid()}")
+    assert absent.status_code == 404
+    assert absent.json["targets"][0]["rule"] == "listing"
+    assert "answered 404" in absent.json["targets"][0]["detail"]
+
+
+def test_listing_rule_reads_every_page_and_sees_soft_deleted(requests_mock):
+    cloud = FakeCloud(requests_mock, roles=READER, can_list_all=True, page_size=3)
+    for _ in range(10):
+        cloud.add(project_id=OTHER_PROJECT)
+    restorable = cloud.add("SOFT_DELETED", project_id=OTHER_PROJECT)
+    first = cloud.add(project_id=OTHER_PROJECT)
+    cloud.servers = dict(reversed(list(cloud.servers.items())))  # `first` now on the last page
+    client = client_for(cloud)
+    assert client.simulate_get(f"/check/{list(cloud.servers)[-1]}").status_code == 200
+    assert client.simulate_get(f"/check/{restorable}").json["status"] == "SOFT_DELETED"
+    assert client.simulate_get(f"/check/{first}").status_code == 200
+    assert cloud.calls("GET", "changes-since=1970") >= 4  # 12 servers in pages of 3
+
+
+def test_listing_rule_sees_instances_created_after_the_last_sync(requests_mock):
+    cloud = FakeCloud(requests_mock, roles=READER, can_list_all=True)
+    cloud.add(project_id=OTHER_PROJECT)
+    client = client_for(cloud)
+    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404
+    late = cloud.add(project_id=OTHER_PROJECT)
+    assert client.simulate_get(f"/check/{late}").status_code == 200
+
+
+def test_listing_page_failing_midway_is_500(requests_mock):
+    cloud = FakeCloud(requests_mock, roles=READER, can_list_all=True, page_size=2)
+    servers = [cloud.add(project_id=OTHER_PROJECT) for _ in range(6)]
+    client = client_for(cloud)
+    client.simulate_get(f"/check/{servers[0]}")  # establishes the rule
+    cloud.fail(rf".*/servers/detail\?.*marker={servers[1]}", status_code=500, text="boom")
+    result = client.simulate_get(f"/check/{new_uuid()}")
+    assert result.status_code == 500
+    assert "GET /servers/detail failed: HTTP 500" in result.json["detail"]
+
+
+def test_listing_rule_refuses_404_below_microversion_2_69(requests_mock):
+    cloud = FakeCloud(requests_mock, roles=READER, can_list_all=True, max_microversion="2.60")
+    cloud.add(project_id=OTHER_PROJECT)
+    result = client_for(cloud).simulate_get(f"/check/{new_uuid()}")
+    assert result.status_code == 500
+    assert "needs microversion 2.69" in result.json["detail"]
+
+
+def test_old_nova_still_answers_by_id(requests_mock, caplog):
+    cloud = FakeCloud(requests_mock, max_microversion="2.60")
+    uuid = cloud.add()
+    client = client_for(cloud)
+    assert client.simulate_get(f"/check/{uuid}").status_code == 200
+    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404
+    assert "offers microversion 2.60 only" in caplog.text
+    sent = [r for r in requests_mock.request_history if "/servers/" in r.url]
+    assert all(r.headers["OpenStack-API-Version"] == "compute 2.60" for r in sent)
+
+
+def test_microversion_2_69_is_pinned(requests_mock):
+    cloud = FakeCloud(requests_mock)
+    uuid = cloud.add()
+    client_for(cloud).simulate_get(f"/check/{uuid}")
+    sent = [r for r in requests_mock.request_history if "/servers/" in r.url]
+    assert sent and all(r.headers["OpenStack-API-Version"] == "compute 2.69" for r in sent)
+
+
+def test_lost_visibility_is_noticed_at_the_next_probe(requests_mock):
+    cloud = FakeCloud(requests_mock)
+    cloud.add(project_id=OTHER_PROJECT)
+    now = [1000.0]
+    target = TargetChecker(cloud.target(), visibility_interval=300.0, clock=lambda: now[0])
+    client = testing.TestClient(create_app(SETTINGS, checker=Checker([target])))
+    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404
+    cloud.can_list_all = False  # e.g. the role was taken away
+    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404  # not yet re-probed
+    now[0] += 301
+    result = client.simulate_get(f"/check/{new_uuid()}")
+    assert result.status_code == 500
+    assert "lack all-project visibility" in result.json["detail"]
+
+
+def test_failed_probe_before_visibility_is_established_is_500(requests_mock):
+    cloud = FakeCloud(requests_mock)
+    cloud.fail(r".*/servers/detail", status_code=502, text="bad gateway")
+    result = client_for(cloud).simulate_get(f"/check/{new_uuid()}")
+    assert result.status_code == 500
+    assert "not established yet" in result.json["detail"]
+
+
+def test_readiness_reports_each_target(requests_mock):
+    good = FakeCloud(requests_mock, region="RegionOne")
+    bad = FakeCloud(requests_mock, region="RegionTwo", roles=MEMBER)
+    bad.fail(r".*keystone\.cloud-regiontwo.*", status_code=500, text="down")
+    result = client_for(good, bad).simulate_get("/readyz")
+    assert result.status_code == 503
+    states = {t["target"]: t["ready"] for t in result.json["targets"]}
+    assert states == {"cloud/RegionOne": True, "cloud/RegionTwo": False}
+    assert client_for(good).simulate_get("/readyz").status_code == 200
+    blind = FakeCloud(requests_mock, region="RegionThree", roles=MEMBER)
+    assert client_for(blind).simulate_get("/readyz").json["targets"][0]["rule"] == "none"
+    assert client_for(blind).simulate_get("/readyz").status_code == 503
+    assert client_for(good).simulate_get("/healthz").json == {"status": "ok"}
