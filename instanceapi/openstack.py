@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.parse
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -226,6 +227,9 @@ def describe(ex: BaseException) -> str:
 
 def build_targets(settings: Settings, environ: Mapping[str, str] | None = None) -> list[NovaTarget]:
     """Create one NovaTarget per configured cloud/region; no network I/O."""
+    # NOTE: openstacksdk warns about InfluxDB metrics support for every cloud
+    # region it builds, whether or not metrics are configured. Not ours to act on.
+    warnings.filterwarnings("ignore", message="Support for InfluxDB")
     loader = openstack.config.OpenStackConfig(load_envvars=True)
     targets: list[NovaTarget] = []
     for spec in settings.targets:
@@ -235,14 +239,21 @@ def build_targets(settings: Settings, environ: Mapping[str, str] | None = None) 
 
 
 def _regions(loader: openstack.config.OpenStackConfig, spec: TargetSpec) -> list[str | None]:
+    """Return the regions to check: the one named, else every region the cloud lists."""
+    if spec.cloud not in loader.get_cloud_names():
+        known = ", ".join(sorted(loader.get_cloud_names())) or "none"
+        raise ConfigError(
+            "INSTANCEAPI_CLOUDS",
+            f"cloud {spec.cloud!r} is not configured "
+            f"(clouds.yaml or OS_* variables; known: {known})",
+        )
     if spec.region is not None:
         return [spec.region]
     try:
-        regions = loader.get_regions(spec.cloud)
-    except openstack.exceptions.ConfigException as ex:
+        regions = [c.region_name for c in loader.get_all() if c.name == spec.cloud]
+    except (openstack.exceptions.ConfigException, ksa_exc.ClientException) as ex:
         raise ConfigError("INSTANCEAPI_CLOUDS", f"cloud {spec.cloud!r}: {ex}") from ex
-    names = [r.get("name") for r in regions if r.get("name")]
-    return list(names) or [None]
+    return list(dict.fromkeys(regions)) or [None]
 
 
 def _target(

@@ -66,6 +66,7 @@ class FakeCloud:
             status_code=201,
             headers={"X-Subject-Token": uuid.uuid4().hex},
         )
+        self.mocker.get(self.auth_url, json=fixture.V3Discovery(self.auth_url))
         self.mocker.get(self.compute_url, json=self._version)
         self.mocker.get(
             re.compile(re.escape(self.compute_url) + r"/servers/detail"), json=self._listing

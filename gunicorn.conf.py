@@ -1,0 +1,8 @@
+"""Gunicorn reads this file from the working directory by default.
+
+The settings live in the package (instanceapi/gunicorn_conf.py) so that an
+installed service uses the same ones: ``gunicorn -c gunicorn.conf.py`` here,
+``instanceapi serve`` (``gunicorn -c python:instanceapi.gunicorn_conf``) anywhere.
+"""
+
+from instanceapi.gunicorn_conf import *  # noqa: F403

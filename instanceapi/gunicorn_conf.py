@@ -1,0 +1,67 @@
+"""Gunicorn settings for instanceapi, sectioned like Gunicorn's example config.
+
+Used as ``gunicorn -c python:instanceapi.gunicorn_conf`` (what ``instanceapi
+serve`` runs) or through the top-level ``gunicorn.conf.py``. Every value comes
+from the ``INSTANCEAPI_*`` settings, validated here so that a bad value stops
+the master at start-up with a message naming the variable.
+"""
+
+import os
+import sys
+
+from instanceapi.config import ConfigError, Settings
+
+
+def _load() -> Settings:
+    try:
+        settings = Settings.from_env(os.environ)
+        from instanceapi.openstack import build_targets
+
+        build_targets(settings)  # clouds.yaml and regions resolve; no network I/O
+    except ConfigError as ex:
+        sys.stderr.write(f"instanceapi: configuration error: {ex}\n")
+        raise SystemExit(2) from None
+    return settings
+
+
+_settings = _load()
+
+# -- Server socket ------------------------------------------------------------
+# Loopback by default: the answers reveal which instances exist. Put a TLS
+# proxy in front, or set INSTANCEAPI_BIND, to serve the Satellite host.
+bind = [_settings.bind]
+# Slow clients queue here rather than in a worker.
+backlog = 256
+
+# -- Worker processes ---------------------------------------------------------
+# Each worker holds one Keystone session per target (its token is reused).
+workers = _settings.workers
+# Threads: a check waits on Nova, so one worker serves several checks at once,
+# and the heartbeat keeps beating while a request thread waits on OpenStack.
+worker_class = "gthread"
+threads = 8
+# Above the longest check: up to two UUID forms per target, each call bounded by
+# INSTANCEAPI_TIMEOUT and its retries.
+timeout = int(max(60, 4 * _settings.timeout * (_settings.retries + 1)))
+# Let checks in flight finish on reload (HUP) and stop (TERM).
+graceful_timeout = timeout
+keepalive = 5
+# A worker builds its own app after fork: no session or thread crosses a fork.
+preload_app = False
+wsgi_app = "instanceapi.wsgi:app"
+
+# -- Limits ---------------------------------------------------------------------
+# A /check URL is short; anything long is hostile or broken.
+limit_request_line = 2048
+limit_request_fields = 50
+limit_request_field_size = 4096
+
+# -- Logging --------------------------------------------------------------------
+# Access log on stdout (the journal under systemd) with the request time (%(M)s ms).
+accesslog = os.environ.get("INSTANCEAPI_ACCESS_LOG", "-")
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+
+# -- Process naming -------------------------------------------------------------
+proc_name = "instanceapi"

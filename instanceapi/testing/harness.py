@@ -1,0 +1,137 @@
+"""Run the real service under real Gunicorn on loopback (demo, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+
+
+class ServiceError(RuntimeError):
+    """The service did not come up; the message carries Gunicorn's log."""
+
+
+class ServiceProcess:
+    """Gunicorn serving instanceapi on 127.0.0.1, on a port chosen at run time.
+
+    ``env`` is added to this process's environment (minus any ``INSTANCEAPI_*``
+    and ``OS_*`` of ours, so the caller's shell cannot leak into a test).
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        port: int = 0,
+        workers: int = 1,
+        extra_args: tuple[str, ...] = (),
+        ready_path: str = "/healthz",
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self._env = dict(env)
+        self._port = port
+        self._workers = workers
+        self._extra_args = extra_args
+        self._ready_path = ready_path
+        self._startup_timeout = startup_timeout
+        self._log = tempfile.NamedTemporaryFile(prefix="instanceapi-", suffix=".log")  # noqa: SIM115
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def __enter__(self) -> ServiceProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def log_text(self) -> str:
+        """Return everything Gunicorn and the app logged so far."""
+        return Path(self._log.name).read_text(encoding="utf-8", errors="replace")
+
+    def start(self) -> None:
+        """Start Gunicorn and wait until it answers `ready_path`."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("INSTANCEAPI_", "OS_"))}
+        env.update(
+            {
+                "INSTANCEAPI_BIND": f"127.0.0.1:{self._port}",
+                "INSTANCEAPI_WORKERS": str(self._workers),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self._env)
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:instanceapi.gunicorn_conf",
+            *self._extra_args,
+        ]
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=self._log,  # noqa: S603
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self._wait_for_port()}"
+        self._wait_until_answering()
+
+    def stop(self) -> None:
+        """Stop Gunicorn gracefully (TERM), killing it if it lingers."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def reload(self) -> None:
+        """Ask the Gunicorn master for a graceful reload (HUP)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline:
+            found = _LISTENING.search(self.log_text)
+            if found:
+                return int(found.group(1))
+            self._fail_if_exited()
+            time.sleep(0.05)
+        raise ServiceError(f"Gunicorn did not start listening:\n{self.log_text}")
+
+    def _wait_until_answering(self) -> None:
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline:
+            self._fail_if_exited()
+            try:
+                with urllib.request.urlopen(self.url + self._ready_path, timeout=5):  # noqa: S310
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.1)
+        raise ServiceError(f"{self.url}{self._ready_path} never answered 200:\n{self.log_text}")
+
+    def _fail_if_exited(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise ServiceError(f"Gunicorn exited with {self.process.returncode}:\n{self.log_text}")

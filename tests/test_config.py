@@ -1,0 +1,83 @@
+"""Settings: defaults, validation naming the bad key, and the env file."""
+
+from __future__ import annotations
+
+import pytest
+
+from instanceapi.config import ConfigError, Settings, TargetSpec
+
+BASE = {"INSTANCEAPI_CLOUDS": "demo"}
+
+
+def test_defaults():
+    settings = Settings.from_env(BASE)
+    assert settings.targets == (TargetSpec("demo"),)
+    assert (settings.timeout, settings.retries, settings.bind) == (10.0, 2, "127.0.0.1:8080")
+
+
+def test_targets_with_regions():
+    settings = Settings.from_env({"INSTANCEAPI_CLOUDS": "a/RegionOne, a/RegionTwo,b"})
+    assert settings.targets == (
+        TargetSpec("a", "RegionOne"),
+        TargetSpec("a", "RegionTwo"),
+        TargetSpec("b"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"OS_CLOUD": "mycloud"}, TargetSpec("mycloud")),
+        ({"OS_AUTH_URL": "https://keystone.example:5000/v3"}, TargetSpec("envvars")),
+    ],
+)
+def test_openstack_defaults(env, expected):
+    assert Settings.from_env(env).targets == (expected,)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("INSTANCEAPI_TIMEOUT", "abc"),
+        ("INSTANCEAPI_TIMEOUT", "0"),
+        ("INSTANCEAPI_TIMEOUT", "nan"),
+        ("INSTANCEAPI_RETRIES", "1.5"),
+        ("INSTANCEAPI_RETRIES", "99"),
+        ("INSTANCEAPI_INTERFACE", "private"),
+        ("INSTANCEAPI_LOG_LEVEL", "chatty"),
+        ("INSTANCEAPI_BIND", "8080"),
+        ("INSTANCEAPI_BIND", "host:99999"),
+        ("INSTANCEAPI_WORKERS", "0"),
+        ("INSTANCEAPI_CLOUDS", "a/"),
+        ("INSTANCEAPI_CLOUDS", "a,a"),
+        ("INSTANCEAPI_VISIBILITY_INTERVAL", "1"),
+        ("INSTANCEAPI_TIMEOUTS", "5"),
+    ],
+)
+def test_invalid_values_name_the_key(key, value):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**BASE, key: value})
+    assert caught.value.key == key
+    assert str(caught.value).startswith(key + ":")
+
+
+def test_no_cloud_at_all_is_an_error():
+    with pytest.raises(ConfigError, match="INSTANCEAPI_CLOUDS: no cloud configured"):
+        Settings.from_env({})
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path):
+    path = tmp_path / "instanceapi.env"
+    path.write_text("# comment\nINSTANCEAPI_CLOUDS=fromfile\nINSTANCEAPI_TIMEOUT='3'\n\n")
+    settings = Settings.from_env({"INSTANCEAPI_CONFIG_FILE": str(path), "INSTANCEAPI_TIMEOUT": "4"})
+    assert settings.targets == (TargetSpec("fromfile"),)
+    assert settings.timeout == 4.0
+
+
+def test_env_file_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="INSTANCEAPI_CONFIG_FILE: cannot read"):
+        Settings.from_env({"INSTANCEAPI_CONFIG_FILE": str(tmp_path / "missing")})
+    bad = tmp_path / "bad.env"
+    bad.write_text("JUSTAWORD\n")
+    with pytest.raises(ConfigError, match="bad.env:1: expected KEY=VALUE"):
+        Settings.from_env({"INSTANCEAPI_CONFIG_FILE": str(bad)})
