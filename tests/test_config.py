@@ -79,5 +79,5 @@ def test_env_file_errors_name_the_key(tmp_path):
         Settings.from_env({"INSTANCEAPI_CONFIG_FILE": str(tmp_path / "missing")})
     bad = tmp_path / "bad.env"
     bad.write_text("JUSTAWORD\n")
-    with pytest.raises(ConfigError, match="bad.env:1: expected KEY=VALUE"):
+    with pytest.raises(ConfigError, match=r"bad\.env:1: expected KEY=VALUE"):
         Settings.from_env({"INSTANCEAPI_CONFIG_FILE": str(bad)})

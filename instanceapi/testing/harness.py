@@ -85,10 +85,10 @@ class ServiceProcess:
             "python:instanceapi.gunicorn_conf",
             *self._extra_args,
         ]
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             command,
             env=env,
-            stdout=self._log,  # noqa: S603
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self._wait_for_port()}"
@@ -107,8 +107,7 @@ class ServiceProcess:
 
     def reload(self) -> None:
         """Ask the Gunicorn master for a graceful reload (HUP)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGHUP)
+        self._running().send_signal(signal.SIGHUP)
 
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + self._startup_timeout
@@ -131,7 +130,11 @@ class ServiceProcess:
                 time.sleep(0.1)
         raise ServiceError(f"{self.url}{self._ready_path} never answered 200:\n{self.log_text}")
 
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self.process is None:
+            raise ServiceError("the service was not started")
+        return self.process
+
     def _fail_if_exited(self) -> None:
-        assert self.process is not None
-        if self.process.poll() is not None:
+        if self._running().poll() is not None:
             raise ServiceError(f"Gunicorn exited with {self.process.returncode}:\n{self.log_text}")
