@@ -1,0 +1,415 @@
+"""SimulatedCloud: Keystone v3 + Nova over real HTTP on 127.0.0.1, driven from Python."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import uuid
+from collections import Counter
+from pathlib import Path
+from types import TracebackType
+
+from instanceapi.testing import keystone, nova
+from instanceapi.testing.compute import Region, apply_status, parse_version
+from instanceapi.testing.control import make_control_app
+from instanceapi.testing.httpd import App, Listener, Request, Response
+from instanceapi.testing.model import FakeServer, Fault, RequestRecord
+from instanceapi.testing.state import CloudState, Config
+
+BUILTIN_PROJECTS = ("admin", "alpha", "beta", "gamma")
+# name, password, project, roles, may list all projects. Test fixtures, not secrets.
+BUILTIN_USERS = (
+    ("admin", "admin-secret", "admin", ("admin", "member", "reader"), False),
+    ("member", "member-secret", "alpha", ("member", "reader"), False),
+    ("reader", "reader-secret", "alpha", ("reader",), False),
+    ("reader-all", "reader-all-secret", "alpha", ("reader",), True),
+)
+SERVICES = ("keystone", "nova")
+
+
+class SimulatedCloud:
+    """A fake OpenStack cloud (Keystone + one Nova per region) for tests, demos, benchmarks."""
+
+    def __init__(
+        self,
+        regions: tuple[str, ...] | list[str] = ("RegionOne",),
+        max_microversion: str = "2.96",
+        max_limit: int = 1000,
+        token_ttl: float = 3600.0,
+        nova_latency: float = 0.0,
+        per_server_latency: float = 0.0,
+        *,
+        port_base: int | None = None,
+    ) -> None:
+        config = Config(max_limit, token_ttl, nova_latency, per_server_latency)
+        self._state = CloudState(tuple(regions), max_microversion, config)
+        self._port_base = port_base
+        self._keystone: Listener | None = None
+        self._control: Listener | None = None
+        self._nova: dict[str, Listener] = {}
+        identity = self._state.identity
+        for project in BUILTIN_PROJECTS:
+            identity.add_project(project)
+        for name, password, project, roles, list_all in BUILTIN_USERS:
+            identity.add_user(name, password, project, roles, list_all)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def _port(self, offset: int) -> int:
+        return 0 if self._port_base is None else self._port_base + offset
+
+    def start(self) -> SimulatedCloud:
+        """Start the Keystone, control and per-region Nova listeners."""
+        if self._keystone is not None:
+            return self
+        state = self._state
+        state.stopping.clear()
+        control = make_control_app(self)
+        ks_app = keystone.make_app(state)
+        self._keystone = Listener(_mount_control(control, ks_app), self._port(0), "keystone")
+        self._keystone.start()
+        state.keystone_url = self._keystone.url
+        for i, region in enumerate(state.regions, start=1):
+            listener = Listener(nova.make_app(state, region), self._port(i), f"nova-{region}")
+            listener.start()
+            self._nova[region] = listener
+            state.nova_urls[region] = f"{listener.url}/v2.1"
+        self._control = Listener(control, self._port(len(state.regions) + 1), "control")
+        self._control.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop every listener and cut open connections."""
+        self._state.stopping.set()
+        for listener in (self._keystone, self._control, *self._nova.values()):
+            if listener is not None:
+                listener.stop()
+        self._keystone = self._control = None
+        self._nova = {}
+
+    def __enter__(self) -> SimulatedCloud:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- addresses --------------------------------------------------------
+
+    @property
+    def auth_url(self) -> str:
+        """Keystone v3 URL, ``http://127.0.0.1:<port>/v3``."""
+        return f"{self._require(self._keystone).url}/v3"
+
+    @property
+    def control_url(self) -> str:
+        """Dedicated control listener (``/_sim/...``), never faulted."""
+        return self._require(self._control).url
+
+    def nova_url(self, region: str | None = None) -> str:
+        """Nova endpoint of a region, ``http://127.0.0.1:<port>/v2.1``."""
+        self._require(self._keystone)
+        return self._state.nova_urls[self._region_name(region)]
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Region names, first is the default."""
+        return tuple(self._state.regions)
+
+    @staticmethod
+    def _require(listener: Listener | None) -> Listener:
+        if listener is None:
+            raise RuntimeError("the simulated cloud is not started")
+        return listener
+
+    def _region_name(self, region: str | None) -> str:
+        name = region or self._state.first_region
+        if name not in self._state.regions:
+            raise KeyError(f"unknown region {name!r}")
+        return name
+
+    # -- identity ---------------------------------------------------------
+
+    @property
+    def projects(self) -> dict[str, str]:
+        """Project name -> id."""
+        with self._state.lock:
+            return dict(self._state.identity.projects)
+
+    def project_id(self, name: str) -> str:
+        """Id of a project name (KeyError if unknown)."""
+        return self.projects[name]
+
+    def add_project(self, name: str) -> str:
+        """Create a project; return its id."""
+        with self._state.lock:
+            return self._state.identity.add_project(name)
+
+    def user_id(self, name: str) -> str:
+        """Id of a user name."""
+        with self._state.lock:
+            return self._state.identity.users[name].id
+
+    def user_project(self, user: str) -> str:
+        """Name of the project a user's roles (and tokens) are on."""
+        with self._state.lock:
+            identity = self._state.identity
+            return identity.project_name(identity.users[user].project_id)
+
+    def password(self, user: str) -> str:
+        """Password of a user (test fixture)."""
+        with self._state.lock:
+            return self._state.identity.users[user].password
+
+    def add_user(
+        self,
+        name: str,
+        password: str,
+        project: str,
+        roles: tuple[str, ...] | list[str],
+        list_all_projects: bool = False,
+    ) -> str:
+        """Create a user with roles on ``project`` (created if needed); return its id."""
+        with self._state.lock:
+            return self._state.identity.add_user(
+                name, password, project, roles, list_all_projects
+            ).id
+
+    def add_application_credential(
+        self,
+        user: str,
+        secret: str,
+        *,
+        name: str | None = None,
+        roles: list[str] | None = None,
+        access_rules: list[dict[str, str]] | None = None,
+    ) -> str:
+        """Create an application credential of ``user``; return its id."""
+        with self._state.lock:
+            return self._state.identity.add_app_credential(
+                user, secret, name, roles, access_rules
+            ).id
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far is expired from now on."""
+        with self._state.lock:
+            self._state.identity.expire_all(self._state.clock.now())
+
+    def revoke_tokens(self) -> None:
+        """Every token issued so far is revoked."""
+        with self._state.lock:
+            self._state.identity.revoke_all()
+
+    # -- compute ----------------------------------------------------------
+
+    def _owner(self, project_id: str) -> str:
+        for user in self._state.identity.users.values():
+            if user.project_id == project_id:
+                return user.id
+        return uuid.uuid5(uuid.NAMESPACE_OID, project_id).hex
+
+    def add_server(
+        self,
+        project: str = "alpha",
+        status: str = "ACTIVE",
+        region: str | None = None,
+        server_id: str | None = None,
+        name: str | None = None,
+        cell: str = "cell1",
+    ) -> FakeServer:
+        """Create a server; return a snapshot of it."""
+        state = self._state
+        with state.lock:
+            reg = state.region(self._region_name(region))
+            sid = server_id or str(uuid.uuid4())
+            if sid in state.taken_ids:
+                raise ValueError(f"server id {sid} was already used (Nova never reuses one)")
+            project_id = state.identity.add_project(project)
+            server = reg.make(
+                server_id=sid,
+                project_id=project_id,
+                user_id=self._owner(project_id),
+                status=status,
+                name=name,
+                cell=cell,
+                now=state.clock.now(),
+            )
+            state.taken_ids.add(sid)
+            return server.copy()
+
+    def populate(
+        self,
+        n: int,
+        region: str | None = None,
+        projects: tuple[str, ...] | list[str] = ("alpha", "beta", "gamma"),
+        seed: int = 0,
+    ) -> list[str]:
+        """Add ``n`` ACTIVE servers quickly (deterministic for a given seed and history)."""
+        state = self._state
+        with state.lock:
+            name = self._region_name(region)
+            owners = []
+            for project in projects:
+                pid = state.identity.add_project(project)
+                owners.append((pid, self._owner(pid)))
+            rng = random.Random(f"{seed}:{name}:{len(state.taken_ids)}")  # noqa: S311
+            start = state.clock.reserve(n)
+            return state.regions[name].populate(n, owners, rng, state.taken_ids, start)
+
+    def _find(self, server_id: str, region: str | None) -> tuple[Region, FakeServer]:
+        regions = [self._region_name(region)] if region else list(self._state.regions)
+        for name in regions:
+            reg = self._state.regions[name]
+            if server_id in reg.servers:
+                return reg, reg.servers[server_id]
+        raise KeyError(f"no server {server_id}")
+
+    def set_status(self, server_id: str, status: str, region: str | None = None) -> FakeServer:
+        """Move a server to ``status`` (bumps updated_at); return a snapshot."""
+        with self._state.lock:
+            _, server = self._find(server_id, region)
+            apply_status(server, status, self._state.clock.now())
+            return server.copy()
+
+    def delete_server(self, server_id: str, region: str | None = None) -> None:
+        """Delete a server outright (GET answers 404 from now on)."""
+        with self._state.lock:
+            _, server = self._find(server_id, region)
+            if not server.deleted:
+                apply_status(server, "DELETED", self._state.clock.now())
+
+    def begin_delete(self, server_id: str, region: str | None = None) -> None:
+        """The first second after DELETE: still answered, ``task_state: deleting``."""
+        with self._state.lock:
+            _, server = self._find(server_id, region)
+            server.task_state = "deleting"
+            server.updated_at = self._state.clock.now()
+
+    def soft_delete_server(self, server_id: str, region: str | None = None) -> None:
+        """Soft-delete a server (status SOFT_DELETED, still answered by GET)."""
+        self.set_status(server_id, "SOFT_DELETED", region)
+
+    def purge_deleted(self, region: str | None = None) -> int:
+        """Forget deleted records of a region (None: every region); return how many."""
+        with self._state.lock:
+            names = [self._region_name(region)] if region else list(self._state.regions)
+            return sum(self._state.regions[name].purge_deleted() for name in names)
+
+    def set_cell_down(self, cell: str, down: bool = True, region: str | None = None) -> None:
+        """Make a cell (un)reachable."""
+        with self._state.lock:
+            cells = self._state.region(self._region_name(region)).down_cells
+            if down:
+                cells.add(cell)
+            else:
+                cells.discard(cell)
+
+    def set_max_microversion(self, version: str, region: str | None = None) -> None:
+        """Simulate an older (or newer) Nova."""
+        parsed = parse_version(version)
+        with self._state.lock:
+            self._state.region(self._region_name(region)).max_microversion = parsed
+
+    def set_latency(self, nova_latency: float, per_server_latency: float = 0.0) -> None:
+        """Change Nova's simulated latency."""
+        self._state.config.nova_latency = nova_latency
+        self._state.config.per_server_latency = per_server_latency
+
+    def servers(self, region: str | None = None) -> list[FakeServer]:
+        """Snapshots of every server of a region, deleted ones included, oldest first."""
+        with self._state.lock:
+            return [s.copy() for s in self._state.region(self._region_name(region)).order]
+
+    def server(self, server_id: str, region: str | None = None) -> FakeServer:
+        """Snapshot of one server (KeyError if unknown or purged)."""
+        with self._state.lock:
+            return self._find(server_id, region)[1].copy()
+
+    # -- observation and faults -------------------------------------------
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Request counters (a copy)."""
+        return self._state.stats.snapshot()[0]
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """The last 10,000 requests as (service, method, path_with_query, status)."""
+        return self._state.stats.snapshot()[1]
+
+    def reset_counts(self) -> None:
+        """Zero the counters and empty the request log."""
+        self._state.stats.reset()
+
+    def fault(
+        self,
+        service: str,
+        *,
+        region: str | None = None,
+        down: bool = False,
+        status: int | None = None,
+        delay: float = 0.0,
+        garbage: bool = False,
+        fail_page: int | None = None,
+        hide_cell: str | None = None,
+        retry_after: int = 1,
+    ) -> None:
+        """Replace the fault of Keystone or of one region's Nova."""
+        if service not in SERVICES:
+            raise ValueError(f"service must be one of {SERVICES}")
+        name = self._region_name(region) if service == "nova" else None
+        new = Fault(down, status, delay, garbage, fail_page, hide_cell, retry_after)
+        with self._state.lock:
+            self._state.faults[CloudState.fault_key(service, name)] = new
+        listener = self._keystone if service == "keystone" else self._nova.get(name or "")
+        if listener is not None:
+            listener.set_down(down)
+
+    def clear_faults(self) -> None:
+        """Remove every fault; listeners that were down come back on their ports."""
+        with self._state.lock:
+            self._state.faults.clear()
+        for listener in (self._keystone, *self._nova.values()):
+            if listener is not None:
+                listener.set_down(False)
+
+    def faults(self) -> dict[str, dict[str, object]]:
+        """Active faults by listener ("keystone", "nova@RegionOne")."""
+        with self._state.lock:
+            return {k: dataclasses.asdict(v) for k, v in self._state.faults.items() if v.active}
+
+    def write_clouds_yaml(
+        self,
+        path: str | Path,
+        *,
+        cloud_name: str = "demo",
+        user: str = "admin",
+        regions: list[str] | None = None,
+        application_credential: tuple[str, str] | dict[str, str] | None = None,
+    ) -> Path:
+        """Write (or merge into) a clouds.yaml for openstack.config; return its path."""
+        from instanceapi.testing.cloudsyaml import write_clouds_yaml
+
+        return write_clouds_yaml(
+            self,
+            Path(path),
+            cloud_name=cloud_name,
+            user=user,
+            regions=regions,
+            application_credential=application_credential,
+        )
+
+
+def _mount_control(control: App, keystone_app: App) -> App:
+    """Serve ``/_sim/`` (unfaulted, uncounted) next to Keystone."""
+
+    def app(request: Request) -> Response:
+        if request.path == "/_sim" or request.path.startswith("/_sim/"):
+            return control(request)
+        return keystone_app(request)
+
+    return app
