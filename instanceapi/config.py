@@ -185,6 +185,6 @@ def _bind(env: Mapping[str, str]) -> str:
     if raw.startswith("unix:"):
         return raw
     host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(key, f"expected HOST:PORT or unix:PATH, got {raw!r}")
     return raw

@@ -63,5 +63,8 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 
-# -- Process naming -------------------------------------------------------------
+# -- Process naming and control ----------------------------------------------------
 proc_name = "instanceapi"
+# Gunicorn 24+ opens a control socket under $HOME by default: one path shared by
+# every instance, and not writable under systemd's ProtectHome. Signals suffice.
+control_socket_disable = True

@@ -1,0 +1,215 @@
+"""End to end: real Gunicorn, real keystoneauth1 + novaclient, the simulated cloud on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from instanceapi.testing import SimulatedCloud, seed_demo
+from instanceapi.testing.harness import ServiceError, ServiceProcess
+from tests.fakes import new_uuid
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    with SimulatedCloud(regions=("RegionOne", "RegionTwo")) as cloud:
+        yield cloud
+
+
+@pytest.fixture(scope="module")
+def demo(cloud):
+    return seed_demo(cloud)
+
+
+def service_env(cloud, tmp_path, *, user="admin", clouds="demo", **extra):
+    path = cloud.write_clouds_yaml(tmp_path / f"clouds-{user}.yaml", cloud_name="demo", user=user)
+    return {
+        "OS_CLIENT_CONFIG_FILE": str(path),
+        "INSTANCEAPI_CLOUDS": clouds,
+        "INSTANCEAPI_TIMEOUT": "2",
+        "INSTANCEAPI_RETRIES": "1",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def service(cloud, demo, tmp_path_factory):
+    env = service_env(cloud, tmp_path_factory.mktemp("svc"))
+    with ServiceProcess(env, workers=2, ready_path="/readyz") as service:
+        yield service
+
+
+@pytest.fixture(autouse=True)
+def _healthy(cloud):
+    cloud.clear_faults()
+    yield
+    cloud.clear_faults()
+
+
+def get(service, path, **kwargs):
+    return requests.get(service.url + path, timeout=30, **kwargs)
+
+
+def test_existing_deleted_and_invalid(service, demo):
+    existing = get(service, f"/check/{demo['existing'][0]}")
+    assert existing.status_code == 200
+    assert existing.headers["Instance-Exists"] == "true"
+    assert existing.json()["exists"] is True
+
+    deleted = get(service, f"/check/{demo['deleted'][0]}")
+    assert deleted.status_code == 404
+    assert deleted.headers["Instance-Exists"] == "false"
+    assert deleted.json()["exists"] is False
+
+    invalid = get(service, "/check/not-a-uuid")
+    assert invalid.status_code == 400
+    assert "Instance-Exists" not in invalid.headers
+
+
+def test_every_demo_instance_exists_including_soft_deleted(service, demo):
+    for uuid in demo["existing"]:
+        assert get(service, f"/check/{uuid.upper()}").status_code == 200, uuid
+    soft = get(service, f"/check/{demo['soft_deleted'][0]}")
+    assert soft.json()["status"] == "SOFT_DELETED"
+
+
+def test_an_instance_in_the_second_region(service, cloud):
+    server = cloud.add_server(project="beta", region="RegionTwo")
+    answer = get(service, f"/check/{server.id}")
+    assert answer.status_code == 200
+    assert answer.json()["region"] == "RegionTwo"
+
+
+def test_route_shapes(service, demo):
+    uuid = demo["existing"][0]
+    assert get(service, f"/check/{uuid}/").status_code == 200
+    assert get(service, f"/check/{uuid.replace('-', '')}").status_code == 200
+    for path in ("/check", "/check/", f"/check/{uuid}/x"):
+        assert get(service, path).status_code == 400, path
+    head = requests.head(f"{service.url}/check/{demo['deleted'][0]}", timeout=30)
+    assert (head.status_code, head.content) == (404, b"")
+    assert head.headers["Instance-Exists"] == "false"
+    text = get(service, f"/check/{uuid}", headers={"Accept": "text/plain"})
+    assert text.text.startswith(f"Instance {uuid} exists in demo/")
+
+
+def test_keystone_down_is_500_not_404(service, cloud):
+    cloud.expire_tokens()  # force a fresh token request...
+    cloud.fault("keystone", down=True)  # ...that cannot be made
+    answer = get(service, f"/check/{new_uuid()}")
+    assert answer.status_code == 500
+    assert answer.json()["exists"] is None
+    assert "unreachable" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "fault", [{"status": 500}, {"status": 503}, {"garbage": True}, {"delay": 3.0}, {"down": True}]
+)
+def test_nova_faults_are_500_not_404(service, cloud, demo, fault):
+    cloud.fault("nova", region="RegionTwo", **fault)
+    answer = get(service, f"/check/{demo['deleted'][0]}")
+    assert answer.status_code == 500
+    assert answer.json()["region"] == "RegionTwo"
+    # RegionOne still finds what it has: present anywhere wins.
+    assert get(service, f"/check/{demo['existing'][0]}").status_code == 200
+
+
+def test_unreachable_cell_is_500_with_null(service, cloud):
+    server = cloud.add_server(project="gamma", cell="cell2")
+    cloud.set_cell_down("cell2")
+    try:
+        answer = get(service, f"/check/{server.id}")
+    finally:
+        cloud.set_cell_down("cell2", down=False)
+    assert answer.status_code == 500
+    assert answer.json()["exists"] is None
+    assert answer.json()["status"] == "UNKNOWN"
+
+
+def test_revoked_tokens_are_renewed(service, cloud, demo):
+    cloud.revoke_tokens()
+    assert get(service, f"/check/{demo['existing'][0]}").status_code == 200
+
+
+def test_upstream_cost_is_one_token_per_worker(service, cloud, demo):
+    cloud.revoke_tokens()
+    cloud.reset_counts()
+    for _ in range(50):
+        assert get(service, f"/check/{demo['existing'][0]}").status_code == 200
+    assert cloud.counts["keystone.token"] <= 2  # one per worker at most
+    cloud.reset_counts()
+    for _ in range(50):
+        assert get(service, f"/check/{demo['existing'][0]}").status_code == 200
+    counts = cloud.counts
+    assert counts["keystone.token"] == 0  # both workers reuse their tokens
+    assert counts["nova.show"] == 50
+    assert counts["nova.list"] == 0
+
+
+def test_member_credentials_never_give_404(cloud, demo, tmp_path):
+    with ServiceProcess(
+        service_env(cloud, tmp_path, user="member", clouds="demo/RegionOne"), ready_path="/healthz"
+    ) as service:
+        assert get(service, "/readyz").status_code == 503
+        answer = get(service, f"/check/{demo['deleted'][0]}")
+        assert answer.status_code == 500
+        assert "lack all-project visibility" in answer.json()["detail"]
+
+
+def test_reader_with_listing_override_uses_the_listing(cloud, demo, tmp_path):
+    env = service_env(cloud, tmp_path, user="reader-all", clouds="demo/RegionOne")
+    with ServiceProcess(env, ready_path="/readyz") as service:
+        other = cloud.add_server(project="gamma")
+        present = get(service, f"/check/{other.id}")
+        assert present.status_code == 200
+        assert present.json()["rule"] == "listing"
+        absent = get(service, f"/check/{demo['deleted'][0]}")
+        assert absent.status_code == 404
+        assert absent.json()["targets"][0]["rule"] == "listing"
+        cloud.fault("nova", fail_page=1)
+        assert get(service, f"/check/{new_uuid()}").status_code == 500
+
+
+def test_invalid_setting_stops_startup_naming_the_key(cloud, tmp_path):
+    env = service_env(cloud, tmp_path, INSTANCEAPI_TIMEOUT="soon")
+    with pytest.raises(ServiceError) as caught, ServiceProcess(env):
+        pass
+    assert "INSTANCEAPI_TIMEOUT: expected a number" in str(caught.value)
+
+
+def test_unknown_cloud_stops_startup(cloud, tmp_path):
+    with (
+        pytest.raises(ServiceError) as caught,
+        ServiceProcess(service_env(cloud, tmp_path, clouds="nope")),
+    ):
+        pass
+    assert "INSTANCEAPI_CLOUDS: cloud 'nope' is not configured" in str(caught.value)
+
+
+def test_gunicorn_check_config(cloud, tmp_path):
+    env = {**service_env(cloud, tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--check-config", "-c", "gunicorn.conf.py"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_cli_check_exit_statuses(cloud, demo, tmp_path, monkeypatch, capsys):
+    from instanceapi.cli import main
+
+    for key, value in service_env(cloud, tmp_path, clouds="demo/RegionOne").items():
+        monkeypatch.setenv(key, value)
+    assert main(["check", demo["existing"][0]]) == 0
+    assert main(["check", demo["deleted"][0]]) == 1
+    assert main(["check", "nonsense"]) == 3
+    cloud.fault("nova", region="RegionOne", status=500)
+    assert main(["check", "--json", demo["deleted"][0]]) == 2
+    assert '"exists": null' in capsys.readouterr().out
