@@ -1,0 +1,139 @@
+"""What reap tells people: the summary, the per-host report file, terminal progress."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from instanceapi.reap.model import Action, Decision
+
+FIELDS = ("host_id", "host", "uuid", "answer", "action", "reason", "outcome", "detail")
+_LIST_LIMIT = 50
+
+
+def row(decision: Decision) -> dict[str, object]:
+    """Return the report row of one decision."""
+    return {
+        "host_id": decision.host.id,
+        "host": decision.host.name,
+        "uuid": decision.uuid or "",
+        "answer": decision.answer.value if decision.answer else "",
+        "action": decision.action.value,
+        "reason": decision.reason,
+        "outcome": decision.outcome,
+        "detail": decision.detail,
+    }
+
+
+def write_report(path: Path, decisions: Sequence[Decision], fmt: str | None = None) -> None:
+    """Write one row per host to `path` as CSV or JSON (by `fmt`, else by the extension)."""
+    fmt = fmt or ("json" if path.suffix.lower() == ".json" else "csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [row(d) for d in decisions]
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        if fmt == "json":
+            json.dump(rows, fh, indent=1)
+            fh.write("\n")
+        else:
+            writer = csv.DictWriter(fh, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def tally(decisions: Sequence[Decision]) -> Counter[str]:
+    """Count decisions by summary line: skipped, present, unknown, guarded, pending, ..."""
+    counts: Counter[str] = Counter()
+    for d in decisions:
+        counts[_bucket(d)] += 1
+    return counts
+
+
+def _bucket(d: Decision) -> str:
+    if d.action is Action.SKIP:
+        return "skipped"
+    if d.action is Action.PENDING:
+        return "pending"
+    if d.action is Action.DELETE:
+        return "failed" if d.outcome.startswith("failed") else "deleted"
+    return {"present": "present", "no-authoritative-answer": "unknown"}.get(d.reason, "guarded")
+
+
+def render_summary(
+    decisions: Sequence[Decision], *, mode: str, hosts_read: int, headline: str
+) -> str:
+    """Return the human-readable summary printed at the end of every run."""
+    counts = tally(decisions)
+    dry = mode != "apply"
+    lines = [
+        f"instanceapi reap ({mode}): {headline}",
+        f"  hosts read             {hosts_read}",
+        f"  skipped                {counts['skipped']}{_reasons(decisions, Action.SKIP)}",
+        f"  candidates             {len(decisions) - counts['skipped']}",
+        f"    present              {counts['present']}",
+        f"    no answer (kept)     {counts['unknown']}",
+        f"    absent, kept         {counts['guarded']}{_reasons(decisions, Action.KEEP)}",
+        f"    absent, pending      {counts['pending']}",
+        f"    {'would delete' if dry else 'deleted':<21}{counts['deleted']}",
+        f"    failed               {counts['failed']}",
+    ]
+    lines += _listing(
+        "Delete" + (" (dry-run, nothing deleted)" if dry else ""), decisions, "deleted"
+    )
+    lines += _listing("Failed deletions", decisions, "failed")
+    lines += _listing("Absent, awaiting confirmation", decisions, "pending")
+    lines += _listing("Absent but kept", decisions, "guarded")
+    lines += _listing("No authoritative answer", decisions, "unknown")
+    return "\n".join(lines) + "\n"
+
+
+def _reasons(decisions: Sequence[Decision], action: Action) -> str:
+    skip = {"present", "no-authoritative-answer"}
+    found = Counter(d.reason for d in decisions if d.action is action and d.reason not in skip)
+    return "  (" + ", ".join(f"{r} {n}" for r, n in sorted(found.items())) + ")" if found else ""
+
+
+def _listing(title: str, decisions: Sequence[Decision], bucket: str) -> list[str]:
+    chosen = [d for d in decisions if _bucket(d) == bucket]
+    if not chosen:
+        return []
+    lines = [f"{title}:"]
+    for d in chosen[:_LIST_LIMIT]:
+        note = d.outcome if d.reason in ("confirmed", "absent") else f"{d.reason}; {d.outcome}"
+        extra = f" ({d.detail})" if bucket in ("failed", "unknown", "guarded") and d.detail else ""
+        lines.append(f"  {d.host.name}  id={d.host.id}  uuid={d.uuid}  {note}{extra}")
+    if len(chosen) > _LIST_LIMIT:
+        lines.append(f"  ... and {len(chosen) - _LIST_LIMIT} more (see --report)")
+    return lines
+
+
+class Progress:
+    """Progress on one overwritten terminal line; silent when not on a terminal."""
+
+    def __init__(self, stream: TextIO, enabled: bool | None = None) -> None:
+        """Write to `stream` only if it is a TTY (or when `enabled` says so)."""
+        self.stream = stream
+        self.enabled = stream.isatty() if enabled is None else enabled
+        self._last = 0.0
+        self._shown = False
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        """Show `label: done/total`, at most ten times a second."""
+        now = time.monotonic()
+        if not self.enabled or (now - self._last < 0.1 and done < total):
+            return
+        self._last = now
+        self._shown = True
+        self.stream.write(f"\r\x1b[K{label}: {done}/{total}")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Erase the progress line before the summary is printed."""
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
