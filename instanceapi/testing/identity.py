@@ -8,19 +8,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hmac
-import re
 import secrets
 import uuid
 from collections import OrderedDict
 
+from instanceapi.testing.rules import expand_roles
+
 DOMAIN_ID = "default"
 DOMAIN_NAME = "Default"
-# Implied roles after `keystone-manage bootstrap`.
-IMPLIES: dict[str, tuple[str, ...]] = {
-    "admin": ("manager", "member", "reader"),
-    "manager": ("member", "reader"),
-    "member": ("reader",),
-}
 MAX_TOKENS = 200_000
 
 
@@ -69,38 +64,6 @@ class Token:
     expires_at: dt.datetime
     app_cred_id: str | None = None
     revoked: bool = False
-
-
-def expand_roles(roles: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Add implied roles, keeping a stable order."""
-    out: list[str] = []
-    for role in roles:
-        for name in (role, *IMPLIES.get(role, ())):
-            if name not in out:
-                out.append(name)
-    return tuple(out)
-
-
-def _glob_to_regex(path: str) -> re.Pattern[str]:
-    """Keystone access-rule glob: ``*`` is one path segment, ``**`` any number."""
-    parts = [p for p in path.strip("/").split("/") if p]
-    regex = ""
-    for part in parts:
-        if part == "**":
-            regex += "(?:/[^/]+)*"
-        else:
-            regex += "/" + "[^/]*".join(re.escape(s) for s in part.split("*"))
-    return re.compile(f"^{regex}/?$")
-
-
-def rule_allows(rules: list[dict[str, str]], service: str, method: str, path: str) -> bool:
-    """True when one access rule matches the request."""
-    for rule in rules:
-        if rule.get("service") != service or rule.get("method", "").upper() != method.upper():
-            continue
-        if _glob_to_regex(rule.get("path", "")).match(path):
-            return True
-    return False
 
 
 class Identity:

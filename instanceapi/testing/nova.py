@@ -7,8 +7,8 @@ import dataclasses
 from instanceapi.testing import nova_views as views
 from instanceapi.testing.compute import Region, parse_version
 from instanceapi.testing.httpd import App, Request, Response
-from instanceapi.testing.identity import rule_allows
 from instanceapi.testing.listing import list_servers
+from instanceapi.testing.rules import rule_allows
 from instanceapi.testing.state import CloudState, guarded, keystone_error, request_id_headers
 
 PREFIX = "/v2.1"
