@@ -107,6 +107,12 @@ def test_wrong_password_and_unknown_user_are_401(cloud: SimulatedCloud) -> None:
         assert password not in resp.text
 
 
+def test_malformed_auth_body_is_400(cloud: SimulatedCloud) -> None:
+    url = cloud.auth_url + "/auth/tokens"
+    for body in ({"auth": {"identity": {"methods": ["password"], "password": "x"}}}, {"x": 1}):
+        assert session.Session().post(url, json=body, raise_exc=False).status_code == 400
+
+
 @pytest.mark.parametrize("suffix", ["/v3", ""])
 def test_generic_password_plugin_discovers_with_and_without_v3(
     cloud: SimulatedCloud, suffix: str

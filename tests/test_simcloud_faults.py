@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import session
 from novaclient import exceptions as nova_exc
@@ -182,3 +183,21 @@ def test_latency_is_per_request_plus_per_server() -> None:
         started = time.monotonic()
         assert len(client.servers.list()) == 100
         assert time.monotonic() - started >= 0.05 + 100 * 0.002
+
+
+def test_control_on_keystone_listener_can_take_keystone_down(cloud: SimulatedCloud) -> None:
+    base = cloud.auth_url.removesuffix("/v3")
+    fault = {"service": "keystone", "down": True}
+    assert requests.post(base + "/_sim/fault", json=fault, timeout=5).json() == {"ok": True}
+    assert _port_refuses(cloud.auth_url)
+    assert requests.post(cloud.control_url + "/_sim/clear", timeout=5).status_code == 200
+    assert password_session(cloud, "member").get_token()
+
+
+def test_fault_set_before_start_applies() -> None:
+    cloud = SimulatedCloud()
+    cloud.fault("nova", down=True)
+    with cloud:
+        assert _port_refuses(cloud.nova_url())
+        cloud.clear_faults()
+        assert not _port_refuses(cloud.nova_url())

@@ -74,6 +74,10 @@ class SimulatedCloud(ComputeOps):
             state.nova_urls[region] = f"{listener.url}/v2.1"
         self._control = Listener(control, self._port(len(state.regions) + 1), "control")
         self._control.start()
+        for key, fault in self._state.faults.items():  # faults set before start()
+            if fault.down:
+                listener = self._keystone if key == "keystone" else self._nova[key[5:]]
+                listener.set_down(True)
         return self
 
     def stop(self) -> None:

@@ -39,6 +39,9 @@ def _reset(cloud: SimulatedCloud, request: Request, body: dict[str, Any], _: str
 
 
 def _fault(cloud: SimulatedCloud, request: Request, body: dict[str, Any], _: str) -> Response:
+    unknown = set(body) - {*FAULT_KEYS, "retry_after", "service"}
+    if unknown:
+        raise ValueError(f"unknown fault fields {sorted(unknown)}")
     kwargs = {k: body[k] for k in (*FAULT_KEYS, "retry_after") if k in body}
     cloud.fault(str(body.get("service", "")), **kwargs)
     return Response(200, OK)

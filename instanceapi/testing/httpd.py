@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 HOST = "127.0.0.1"
 MAX_BODY = 1 << 20
+IDLE_TIMEOUT = 120.0  # seconds an idle keep-alive connection is kept
+_current = threading.local()  # the connection a handler thread is answering
 
 
 @dataclasses.dataclass(slots=True)
@@ -65,6 +67,7 @@ App = Callable[[Request], Response]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT
     server_version = "SimulatedOpenStack/1.0"
     sys_version = ""
     server: _Server
@@ -97,12 +100,20 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             base_url=self.server.owner.url,
         )
+        _current.conn = self.connection
         try:
             response = self.server.owner.app(request)
         except Exception as exc:  # a bug in the simulation: still answer HTTP
             response = Response(500, {"error": {"code": 500, "message": repr(exc)}})
+        finally:
+            _current.conn = None
+        if not self.server.owner.running:
+            # This request took its own listener down: answer it, then hang up.
+            self.close_connection = True
         payload, headers = response.encode()
         self.send_response(response.status)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
@@ -178,9 +189,12 @@ class Listener:
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+        mine = getattr(_current, "conn", None)
         with self._lock:
             conns, self._conns = list(self._conns), set()
         for conn in conns:
+            if conn is mine:
+                continue
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
 

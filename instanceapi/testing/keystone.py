@@ -103,7 +103,7 @@ def _issue(state: CloudState, request: Request) -> Response:
     with state.lock:
         try:
             token = state.identity.authenticate(body, state.clock.now(), state.config.token_ttl)
-        except BadAuthRequest as exc:
+        except (BadAuthRequest, AttributeError, TypeError) as exc:
             return Response(400, keystone_error(400, str(exc)), request_id_headers())
         except AuthError:
             return _unauthorized(request)

@@ -150,7 +150,10 @@ def list_servers(
             seen = region.count_through(match, marker) if marker else 0
             if (seen // limit + 1 if limit else 1) == fault.fail_page:
                 return 500, views.fault_body(500), 0
-        items = [_render(s, region, url, ctx, detailed, fault.hide_cell) for s in page]
+        # Snapshot under the lock, render outside it.
+        page = [s.copy() for s in page]
+        down = [region.is_down(s, fault.hide_cell) for s in page]
+    items = [_render(s, d, url, ctx, detailed) for s, d in zip(page, down, strict=True)]
     body: dict[str, object] = {"servers": items}
     if page and len(page) == limit:
         body["servers_links"] = [
@@ -160,9 +163,9 @@ def list_servers(
 
 
 def _render(
-    server: FakeServer, region: Region, url: str, ctx: Context, detailed: bool, hidden: str | None
+    server: FakeServer, down: bool, url: str, ctx: Context, detailed: bool
 ) -> dict[str, object]:
-    if region.is_down(server, hidden):
+    if down:
         return views.down_detail(server, url) if detailed else views.down_summary(server, url)
     if detailed:
         return views.detail(server, url, ctx.version, is_admin=ctx.is_admin)

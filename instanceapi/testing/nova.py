@@ -183,11 +183,13 @@ class NovaApp:
             ):
                 message = f"Instance {server_id} could not be found."
                 return Response(404, views.fault_body(404, message)), 0
-            if self.region.is_down(server, hidden):
-                if ctx.version < (2, 69):
-                    return Response(500, views.fault_body(500)), 0
-                return Response(200, {"server": views.down_detail(server, self.url)}), 1
-            body = views.detail(server, self.url, ctx.version, is_admin=ctx.is_admin)
+            down = self.region.is_down(server, hidden)
+            server = server.copy()
+        if down and ctx.version < (2, 69):
+            return Response(500, views.fault_body(500)), 0
+        if down:
+            return Response(200, {"server": views.down_detail(server, self.url)}), 1
+        body = views.detail(server, self.url, ctx.version, is_admin=ctx.is_admin)
         return Response(200, {"server": body}), 1
 
 
