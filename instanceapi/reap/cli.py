@@ -83,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sat.add_argument(
         "--per-page", type=int, default=500, help="page size for listings (default 500)"
     )
+    sat.add_argument(
+        "--satellite-retries",
+        type=int,
+        default=2,
+        help="retries of a failed listing page, 2 s then 4 s apart (default 2)",
+    )
     scope = parser.add_argument_group("scope")
     scope.add_argument("--organization", help="only hosts of this organization")
     scope.add_argument("--location", help="only hosts of this location")
@@ -242,6 +248,7 @@ def _reaper(
         ),
         per_page=config.per_page,
         timeout=config.timeout,
+        retries=config.satellite_retries,
     )
     svc = service.ServiceClient(
         config.service_url,

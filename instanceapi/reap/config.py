@@ -41,6 +41,7 @@ class ReapConfig:
     service_token: str | None = field(default=None, repr=False)
     service_ca: str | None = None
     per_page: int = 500
+    satellite_retries: int = 2
     batch_size: int = 500
     timeout: float = 30.0
     report: Path | None = None
@@ -74,6 +75,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> ReapConfig:
         if args.audit_log
         else _audit_dir(env, state_file) / "audit.jsonl",
         per_page=_at_least(args.per_page, 1, "--per-page"),
+        satellite_retries=_at_least(args.satellite_retries, 0, "--satellite-retries"),
         batch_size=int(_within(args.batch_size, 1, 1000, "--batch-size")),
         timeout=_within(args.timeout, 0.1, 3600, "--timeout"),
         report=Path(args.report) if args.report else None,

@@ -1,0 +1,138 @@
+#!/bin/sh
+# instanceapi-cleanup.sh - delete Satellite hosts whose OpenStack instance is gone.
+#
+# Usage: instanceapi-cleanup.sh [--apply] [--max-delete N] SERVICE_URL
+#
+# Reads virt::uuid and the DMI product name of every host with hammer, asks the
+# instanceapi service about each OpenStack guest with curl, and lists a host as
+# absent only on a 404 that carries "Instance-Exists: false", a JSON body and
+# "exists": false. Anything else (200, 400, 5xx, a bare 404 from a wrong URL,
+# no answer) keeps the host. Dry-run by default. With --apply it deletes, but
+# only if at most N hosts (default 10) are absent, and never a host linked to a
+# compute resource. `instanceapi reap` adds two-phase confirmation, an audit
+# log and per-host protection; prefer it for unattended runs.
+#
+# Environment: INSTANCEAPI_TOKEN_FILE (file with the service's bearer token),
+# PRODUCTS (accepted product names, "|"-separated; default
+# "OpenStack Compute|OpenStack Nova"), HAMMER (default: hammer).
+# Exit: 0 done, 1 a deletion failed, 2 usage, 3 hammer failed,
+#       4 service not ready, 5 too many absent hosts (nothing deleted).
+
+set -eu
+
+apply=0
+max_delete=10
+products=${PRODUCTS:-OpenStack Compute|OpenStack Nova}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --apply) apply=1 ;;
+        --max-delete) max_delete=${2:-}; shift ;;
+        -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -*) echo "unknown option: $1" >&2; exit 2 ;;
+        *) break ;;
+    esac
+    shift
+done
+if [ $# -ne 1 ]; then
+    echo "usage: $0 [--apply] [--max-delete N] SERVICE_URL" >&2
+    exit 2
+fi
+service=${1%/}
+case $service in http://?* | https://?*) ;; *) echo "not an http(s) URL: $service" >&2; exit 2 ;; esac
+case $max_delete in '' | *[!0-9]*) echo "--max-delete needs a number" >&2; exit 2 ;; esac
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+
+hammer_csv() {
+    "${HAMMER:-hammer}" --output csv --no-headers "$@" </dev/null
+}
+
+# Print the HTTP status of GET $service$1; headers and body land in $tmp.
+http() {
+    set -- -sS -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' --max-time 30 "$service$1"
+    if [ -n "${INSTANCEAPI_TOKEN_FILE:-}" ]; then
+        # Through --config on stdin, so the token never shows in the process list.
+        printf 'header = "Authorization: Bearer %s"\n' "$(cat "$INSTANCEAPI_TOKEN_FILE")" |
+            curl --config - "$@"
+    else
+        curl "$@" </dev/null
+    fi
+}
+
+absence_marked() {
+    tr -d '\r' <"$tmp/headers" | grep -qi '^instance-exists:[[:space:]]*false[[:space:]]*$' &&
+        tr -d '\r' <"$tmp/headers" | grep -qi '^content-type:[[:space:]]*application/json' &&
+        grep -q '"exists"[[:space:]]*:[[:space:]]*false' "$tmp/body"
+}
+
+hammer_facts() {
+    hammer_csv fact list --search "fact = $1" --per-page all >"$2" ||
+        { echo "hammer fact list ($1) failed; nothing deleted" >&2; exit 3; }
+}
+
+require_ready() {
+    code=$(http /readyz) || code=000
+    if [ "$code" != 200 ]; then
+        echo "service not ready: $service/readyz answered $code; nothing deleted" >&2
+        exit 4
+    fi
+}
+
+require_ready
+hammer_facts dmi::system::product_name "$tmp/products"
+hammer_facts virt::uuid "$tmp/uuids"
+
+# CSV rows are host,fact,value. Keep hosts whose product name is accepted.
+awk -F, -v products="$products" '
+    BEGIN { n = split(products, p, "|"); for (i = 1; i <= n; i++) ok[p[i]] = 1 }
+    { sub(/\r$/, ""); gsub(/^"|"$/, "", $3) }
+    NR == FNR { if ($3 in ok) openstack[$1] = 1; next }
+    $1 in openstack { print $1, $3 }
+' "$tmp/products" "$tmp/uuids" >"$tmp/candidates"
+
+: >"$tmp/absent"
+while read -r host uuid; do
+    case $uuid in
+        '' | *[!0-9a-fA-F-]*) echo "skip    $host: unusable virt::uuid '$uuid'"; continue ;;
+    esac
+    if [ ${#uuid} -ne 36 ] && [ ${#uuid} -ne 32 ]; then
+        echo "skip    $host: unusable virt::uuid '$uuid'"
+        continue
+    fi
+    code=$(http "/check/$uuid") || code=000
+    if [ "$code" = 404 ] && absence_marked; then
+        echo "$host $uuid" >>"$tmp/absent"
+        echo "absent  $host $uuid"
+    else
+        echo "keep    $host $uuid (HTTP $code)"
+    fi
+done <"$tmp/candidates"
+
+count=$(wc -l <"$tmp/absent" | tr -d ' ')
+if [ "$count" -gt "$max_delete" ]; then
+    echo "$count hosts absent, more than --max-delete $max_delete: nothing deleted" >&2
+    exit 5
+fi
+if [ "$apply" != 1 ]; then
+    echo "dry-run: $count host(s) would be deleted; run with --apply to delete them"
+    exit 0
+fi
+
+require_ready
+failed=0
+while read -r host uuid; do
+    # Positive proof that no compute resource is linked; any doubt keeps the host.
+    unlinked=$(hammer_csv host list --search "name = \"$host\" and null? compute_resource" \
+        --fields Name) || unlinked=""
+    if [ "$unlinked" != "$host" ]; then
+        echo "kept    $host: linked to a compute resource (or hammer failed)"
+    elif "${HAMMER:-hammer}" host delete --name "$host" </dev/null >/dev/null; then
+        echo "deleted $host $uuid"
+    else
+        echo "FAILED  $host $uuid" >&2
+        failed=1
+    fi
+done <"$tmp/absent"
+exit "$failed"

@@ -1,0 +1,395 @@
+"""reap end to end over loopback HTTP: the simulated Satellite and a contract-faithful service.
+
+The service here is a small Falcon app that follows the instanceapi contract and can
+be switched into each failure mode (errors, bare 404s, a wrong cloud, no bulk
+endpoint). tests/test_reap_stack.py runs the same flow against the real service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import socketserver
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import falcon
+import pytest
+
+from instanceapi.reap.cli import main
+from instanceapi.testing.satellite import SimulatedSatellite
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+UUID = "7e3a0c1e-5d2b-4f6a-8c9d-{:012x}"
+
+
+class FakeService:
+    """The instanceapi HTTP contract; `mode` selects a failure to act out."""
+
+    def __init__(self) -> None:
+        self.existing: set[str] = set()
+        self.mode = "ok"  # ok | error | bare-404 | all-absent | misordered
+        self.bulk = True
+        self.ready_budget = 10**9  # /readyz answers 200 this many times, then 503
+        self.requests: Counter[str] = Counter()
+        self.token: str | None = None
+
+    def app(self) -> falcon.App:
+        app = falcon.App(middleware=[self])
+        app.add_route("/check/{uuid}", self)
+        app.add_route("/check", self, suffix="bulk")
+        app.add_route("/readyz", self, suffix="ready")
+        return app
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.token and req.get_header("Authorization") != f"Bearer {self.token}":
+            raise falcon.HTTPUnauthorized(title="Unauthorized", description="bearer token required")
+
+    def on_get_ready(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.ready_budget -= 1
+        resp.status = falcon.HTTP_200 if self.ready_budget >= 0 else falcon.HTTP_503
+        resp.media = {"ready": self.ready_budget >= 0}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        self.requests["GET"] += 1
+        if self.mode == "bare-404":
+            resp.status, resp.content_type, resp.text = falcon.HTTP_404, "text/html", "Not Found"
+            return
+        if self.mode == "error":
+            resp.status = falcon.HTTP_500
+            resp.set_header("Instance-Exists", "unknown")
+            resp.media = {"uuid": uuid, "exists": None, "detail": "Nova unreachable"}
+            return
+        exists = self._exists(uuid)
+        resp.status = falcon.HTTP_200 if exists else falcon.HTTP_404
+        resp.set_header("Instance-Exists", "true" if exists else "false")
+        body = {"uuid": uuid.lower(), "exists": exists, "status": "ACTIVE" if exists else None}
+        resp.media = body
+
+    def on_post_bulk(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.requests["POST"] += 1
+        if not self.bulk or self.mode == "bare-404":
+            raise falcon.HTTPMethodNotAllowed(["GET"]) if not self.bulk else falcon.HTTPNotFound()
+        if self.mode == "error":
+            raise falcon.HTTPInternalServerError()
+        uuids = req.get_media()["uuids"]
+        results = [
+            {"uuid": u, "input": u, "exists": self._exists(u), "status": None, "detail": ""}
+            for u in uuids
+        ]
+        resp.media = {"results": results[::-1] if self.mode == "misordered" else results}
+
+    def _exists(self, uuid: str) -> bool:
+        return self.mode != "all-absent" and uuid.lower() in self.existing
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(app):
+    server = make_server("127.0.0.1", 0, app, server_class=_Server, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def fake_service():
+    fake = FakeService()
+    with serve(fake.app()) as url:
+        fake.url = url
+        yield fake
+
+
+@pytest.fixture
+def service(fake_service):
+    fake_service.existing.clear()
+    fake_service.mode, fake_service.bulk, fake_service.ready_budget = "ok", True, 10**9
+    fake_service.token = None
+    fake_service.requests.clear()
+    return fake_service
+
+
+@pytest.fixture
+def sat():
+    with SimulatedSatellite(max_per_page=1000) as sim:
+        yield sim
+
+
+def populate(sat, service, *, guests=50, gone=10, **kw) -> set[str]:
+    """Add `guests` OpenStack hosts (the first `gone` absent) and four others; return gone names."""
+    gone_names = set()
+    for n in range(guests):
+        name = f"vm{n:03d}.cloud.example.com"
+        sat.add_guest(name, UUID.format(n).upper(), **kw)
+        if n < gone:
+            gone_names.add(name)
+        else:
+            service.existing.add(UUID.format(n))
+    sat.add_host("metal.example.com", product="PowerEdge R650")
+    sat.add_host("vmware.example.com", uuid=UUID.format(900), product="VMware Virtual Platform")
+    sat.add_host("nouuid.cloud.example.com", product="OpenStack Nova")
+    sat.add_host("nofacts.example.com")
+    return gone_names
+
+
+def reap(sat, service_url, tmp_path, *extra, now=T0, caps=("25", "25")):
+    out, err = io.StringIO(), io.StringIO()
+    argv = [
+        "--satellite-url", sat.url, "--satellite-user", sat.user, "--service-url", service_url,
+        "--state-file", str(tmp_path / "state.json"), "--audit-log", str(tmp_path / "audit.jsonl"),
+        "--report", str(tmp_path / "report.json"), "--now", now.isoformat(),
+        "--max-delete", caps[0], "--max-delete-percent", caps[1], *extra,
+    ]  # fmt: skip
+    env = {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": sat.password}
+    status = main(argv, env=env, stdout=out, stderr=err)
+    report = json.loads((tmp_path / "report.json").read_text())
+    return status, out.getvalue() + err.getvalue(), report
+
+
+def absent_names(report) -> set[str]:
+    return {r["host"] for r in report if r["answer"] == "absent"}
+
+
+def by_host(report) -> dict[str, dict]:
+    return {r["host"]: r for r in report}
+
+
+def audit_lines(tmp_path) -> list[dict]:
+    path = tmp_path / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_dry_run_lists_exactly_the_absent_hosts_and_changes_nothing(sat, service, tmp_path):
+    gone = populate(sat, service)
+    status, out, report = reap(sat, service.url, tmp_path)
+    assert status == 0, out
+    assert absent_names(report) == gone
+    assert {r["outcome"] for r in report if r["host"] in gone} == {"would mark 1/2"}
+    assert sat.deleted == [] and not (tmp_path / "state.json").exists()
+    skipped = {r["host"]: r["reason"] for r in report if r["action"] == "skip"}
+    assert skipped == {
+        "metal.example.com": "not-openstack",
+        "vmware.example.com": "not-openstack",
+        "nouuid.cloud.example.com": "no-uuid",
+        "nofacts.example.com": "not-openstack",
+    }
+    assert "dry-run" in out and "absent, pending      10" in out
+    assert service.requests == {"POST": 1}, "50 candidates fit in one bulk request"
+
+
+def test_apply_deletes_only_after_confirmation_runs_spaced_by_the_interval(sat, service, tmp_path):
+    gone = populate(sat, service)
+    first, out, _ = reap(sat, service.url, tmp_path, "--apply")
+    assert first == 0 and sat.deleted == [], out
+    soon, out, report = reap(sat, service.url, tmp_path, "--apply", now=T0 + timedelta(minutes=30))
+    assert soon == 0 and sat.deleted == [], "a second run within the interval must not count"
+    assert {r["outcome"] for r in report if r["host"] in gone} == {"marked 1/2"}
+    dry, out, report = reap(sat, service.url, tmp_path, now=T0 + timedelta(hours=2))
+    assert dry == 0 and sat.deleted == []
+    assert {r["host"] for r in report if r["outcome"] == "would delete"} == gone
+    last, out, report = reap(sat, service.url, tmp_path, "--apply", now=T0 + timedelta(hours=2))
+    assert last == 0, out
+    assert set(sat.deleted) == gone and len(sat.deleted) == 10
+    assert "deleted              10" in out
+    assert json.loads((tmp_path / "state.json").read_text())["hosts"] == {}
+    # Audit: one line per host per run, every deletion among them.
+    lines = audit_lines(tmp_path)
+    assert len(lines) == 4 * 54
+    assert {ln["host"] for ln in lines if ln["outcome"] == "deleted"} == gone
+
+
+def test_a_host_that_reappears_is_unmarked(sat, service, tmp_path):
+    populate(sat, service, guests=20, gone=1)
+    reap(sat, service.url, tmp_path, "--apply")
+    assert json.loads((tmp_path / "state.json").read_text())["hosts"].keys() == {"1"}
+    service.existing.add(UUID.format(0))
+    status, _, report = reap(sat, service.url, tmp_path, "--apply", now=T0 + timedelta(hours=2))
+    assert status == 0 and by_host(report)["vm000.cloud.example.com"]["reason"] == "present"
+    assert json.loads((tmp_path / "state.json").read_text())["hosts"] == {}
+    service.existing.discard(UUID.format(0))
+    status, _, report = reap(sat, service.url, tmp_path, "--apply", now=T0 + timedelta(hours=4))
+    assert by_host(report)["vm000.cloud.example.com"]["outcome"] == "marked 1/2"
+    assert sat.deleted == []
+
+
+def test_guarded_hosts_are_kept_and_reported(sat, service, tmp_path):
+    old = T0 - timedelta(days=30)
+    sat.add_guest("linked.example.com", UUID.format(1), compute_resource_id=7, last_checkin=old)
+    sat.add_guest("own.example.com", UUID.format(2), parameters={"instanceapi_protect": "true"})
+    inherited = {"instanceapi_protect": "yes"}
+    sat.add_guest("group.example.com", UUID.format(3), inherited_parameters=inherited)
+    sat.add_guest("fresh.example.com", UUID.format(4), last_checkin=T0 - timedelta(hours=1))
+    sat.add_guest("stale.example.com", UUID.format(5), last_checkin=old)
+    sat.add_guest("excluded.example.com", UUID.format(6), last_checkin=old)
+    for n in range(10, 60):
+        sat.add_guest(f"vm{n}.example.com", UUID.format(n), last_checkin=old)
+        service.existing.add(UUID.format(n))
+    args = ("--apply", "--min-last-checkin-age", "7d", "--exclude", "EXCLUDED.*")
+    for hours in (0, 2):
+        status, out, report = reap(
+            sat, service.url, tmp_path, *args, now=T0 + timedelta(hours=hours)
+        )
+    assert status == 0, out
+    assert sat.deleted == ["stale.example.com"]
+    reasons = {r["host"]: r["reason"] for r in report if not r["host"].startswith("vm")}
+    assert reasons == {
+        "linked.example.com": "compute-resource",
+        "own.example.com": "protected",
+        "group.example.com": "protected",
+        "fresh.example.com": "recent-checkin",
+        "stale.example.com": "confirmed",
+        "excluded.example.com": "excluded-name",
+    }
+    assert "Absent but kept:" in out and "linked.example.com" in out
+
+
+@pytest.mark.parametrize("caps", [("10", "5"), ("100", "5"), ("5", "100")])
+def test_a_wrong_cloud_trips_the_cap_and_nothing_is_deleted(sat, service, tmp_path, caps):
+    populate(sat, service)
+    service.mode = "all-absent"
+    for hours in (0, 2, 4):
+        status, out, report = reap(
+            sat, service.url, tmp_path, "--apply", now=T0 + timedelta(hours=hours), caps=caps
+        )
+        assert status == 5, out
+    assert "cap exceeded, nothing deleted" in out
+    assert sat.deleted == [] and not (tmp_path / "state.json").exists()
+    assert {r["reason"] for r in report if r["answer"] == "absent"} == {"cap-exceeded"}
+
+
+def test_default_caps_are_conservative(sat, service, tmp_path):
+    populate(sat, service, guests=100, gone=6)  # 6% of 100 is over the default 5%
+    args = ("--satellite-url", sat.url, "--satellite-user", "admin", "--service-url", service.url)
+    args += ("--state-file", str(tmp_path / "s.json"), "--apply")
+    out = io.StringIO()
+    env = {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": sat.password}
+    assert main(list(args), env=env, stdout=out) == 5
+    assert "--max-delete-percent 5" in out.getvalue() and sat.deleted == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "detail"), [("error", "HTTP 500"), ("bare-404", "without the absence marker")]
+)
+def test_doubtful_answers_keep_everything_and_unmark(sat, service, tmp_path, mode, detail):
+    populate(sat, service)
+    reap(sat, service.url, tmp_path, "--apply")
+    service.mode = mode
+    status, out, report = reap(sat, service.url, tmp_path, "--apply", now=T0 + timedelta(hours=2))
+    assert status == 6, out
+    assert sat.deleted == []
+    candidates = [r for r in report if r["action"] != "skip"]
+    assert {r["reason"] for r in candidates} == {"no-authoritative-answer"}
+    assert all(detail in r["detail"] for r in candidates)
+    assert json.loads((tmp_path / "state.json").read_text())["hosts"] == {}
+
+
+def test_an_unreachable_or_unready_service_stops_the_run_before_anything(sat, service, tmp_path):
+    populate(sat, service)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for url in (refused, service.url + "/wrong/prefix"):
+        status, out, report = reap(sat, url, tmp_path, "--apply", "--confirm-runs", "1")
+        assert status == 4 and report == [], out
+        assert "service not ready, nothing done" in out
+    service.ready_budget = 0
+    status, out, _ = reap(sat, service.url, tmp_path, "--apply", "--confirm-runs", "1")
+    assert status == 4 and "HTTP 503" in out
+    assert sat.deleted == [] and sat.requests["GET /api/v2/hosts"] == 0
+
+
+def test_readiness_is_checked_again_right_before_deleting(sat, service, tmp_path):
+    gone = populate(sat, service)
+    service.ready_budget = 1
+    status, out, report = reap(sat, service.url, tmp_path, "--apply", "--confirm-runs", "1")
+    assert status == 4 and sat.deleted == [], out
+    assert {r["reason"] for r in report if r["host"] in gone} == {"service-not-ready"}
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_canary_must_exist(sat, service, tmp_path):
+    populate(sat, service)
+    status, out, _ = reap(sat, service.url, tmp_path, "--canary", UUID.format(0))
+    assert status == 4 and "canary" in out
+    status, out, _ = reap(sat, service.url, tmp_path, "--canary", UUID.format(49))
+    assert status == 0, out
+
+
+def test_pagination_over_several_pages(sat, service, tmp_path):
+    gone = populate(sat, service)
+    sat.max_per_page = 7
+    status, _, report = reap(sat, service.url, tmp_path, "--apply", "--confirm-runs", "1")
+    assert status == 0 and set(sat.deleted) == gone
+    assert len(report) == 54
+    assert sat.requests["GET /api/v2/hosts"] == 8  # 54 hosts, 7 a page
+    assert sat.requests["GET /api/v2/fact_values"] == 8 + 8  # 51 uuids, 53 product names
+
+
+def test_an_unreadable_satellite_aborts(sat, service, tmp_path):
+    populate(sat, service)
+    sat.fail_requests("/api/v2/fact_values", page=1, times=100)
+    args = ("--apply", "--confirm-runs", "1", "--satellite-retries", "0")
+    status, out, report = reap(sat, service.url, tmp_path, *args)
+    assert status == 3 and report == [] and sat.deleted == [], out
+    assert service.requests == {}
+
+
+def test_a_failed_delete_is_reported_and_the_rest_proceed(sat, service, tmp_path):
+    gone = populate(sat, service)
+    sat.fail_delete("vm003.cloud.example.com")
+    status, out, report = reap(sat, service.url, tmp_path, "--apply", "--confirm-runs", "1")
+    assert status == 1, out
+    assert set(sat.deleted) == gone - {"vm003.cloud.example.com"}
+    assert "Failed deletions:" in out and "vm003.cloud.example.com" in out
+    failed = [r for r in report if r["outcome"].startswith("failed")]
+    assert [r["host"] for r in failed] == ["vm003.cloud.example.com"]
+    assert len(audit_lines(tmp_path)) == 54
+    state = json.loads((tmp_path / "state.json").read_text())["hosts"]
+    assert [v["name"] for v in state.values()] == ["vm003.cloud.example.com"]
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_bulk_and_single_checks_agree(sat, service, tmp_path, bulk):
+    gone = populate(sat, service)
+    service.bulk = bulk
+    status, _, report = reap(sat, service.url, tmp_path, "--batch-size", "20")
+    assert status == 0 and absent_names(report) == gone
+    expected = {"POST": 3} if bulk else {"POST": 1, "GET": 50}
+    assert service.requests == expected
+
+
+def test_a_misordered_bulk_answer_is_not_trusted(sat, service, tmp_path):
+    populate(sat, service)
+    service.mode = "misordered"
+    status, _, report = reap(sat, service.url, tmp_path, "--apply", "--confirm-runs", "1")
+    assert status == 6 and sat.deleted == []
+    assert absent_names(report) == set()
+
+
+def test_a_service_token_is_read_from_a_file(sat, service, tmp_path):
+    gone = populate(sat, service)
+    service.token = "t0ken"
+    status, out, report = reap(sat, service.url, tmp_path)
+    assert status == 4 and "HTTP 401" in out
+    (tmp_path / "token").write_text("t0ken\n")
+    status, out, report = reap(
+        sat, service.url, tmp_path, "--service-token-file", str(tmp_path / "token")
+    )
+    assert status == 0 and absent_names(report) == gone, out
