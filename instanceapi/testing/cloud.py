@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import Counter
 from pathlib import Path
 from types import TracebackType
@@ -83,9 +84,12 @@ class SimulatedCloud(ComputeOps):
     def stop(self) -> None:
         """Stop every listener and cut open connections."""
         self._state.stopping.set()
-        for listener in (self._keystone, self._control, *self._nova.values()):
-            if listener is not None:
-                listener.stop()
+        listeners = [x for x in (self._keystone, self._control, *self._nova.values()) if x]
+        stoppers = [threading.Thread(target=x.stop, name="simcloud-stop") for x in listeners]
+        for thread in stoppers:  # in parallel: each waits up to one poll interval
+            thread.start()
+        for thread in stoppers:
+            thread.join()
         self._keystone = self._control = None
         self._nova = {}
 

@@ -68,6 +68,7 @@ App = Callable[[Request], Response]
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls on loopback
     server_version = "SimulatedOpenStack/1.0"
     sys_version = ""
     server: _Server
