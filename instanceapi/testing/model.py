@@ -59,8 +59,11 @@ class FakeServer:
         return self.status == "DELETED"
 
     def copy(self) -> FakeServer:
-        """Return an independent snapshot."""
-        return dataclasses.replace(self)
+        """Return an independent snapshot (fields are immutable values)."""
+        new = object.__new__(FakeServer)
+        for name in _SERVER_FIELDS:
+            object.__setattr__(new, name, getattr(self, name))
+        return new
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly form (used by the control API)."""
@@ -69,6 +72,9 @@ class FakeServer:
             value = getattr(self, field.name)
             out[field.name] = value.isoformat() if isinstance(value, dt.datetime) else value
         return out
+
+
+_SERVER_FIELDS = tuple(f.name for f in dataclasses.fields(FakeServer))
 
 
 @dataclasses.dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from instanceapi.testing.model import FakeServer, nova_time, nova_usage_time
@@ -97,19 +98,20 @@ def _admin_fields(server: FakeServer, version: Version) -> dict[str, object]:
     return out
 
 
-def _versioned_fields(version: Version) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for since, key, value in (
-        ((2, 9), "locked", False),
-        ((2, 19), "description", None),
-        ((2, 26), "tags", []),
-        ((2, 63), "trusted_image_certificates", None),
-        ((2, 73), "locked_reason", None),
-        ((2, 96), "pinned_availability_zone", None),
-    ):
-        if version >= since:
-            out[key] = value
-    return out
+# (since microversion, key, value); tuples serialise as JSON lists.
+VERSIONED_FIELDS: tuple[tuple[Version, str, object], ...] = (
+    ((2, 9), "locked", False),
+    ((2, 19), "description", None),
+    ((2, 26), "tags", ()),
+    ((2, 63), "trusted_image_certificates", None),
+    ((2, 73), "locked_reason", None),
+    ((2, 96), "pinned_availability_zone", None),
+)
+
+
+@functools.cache
+def _versioned_fields(version: Version) -> tuple[tuple[str, object], ...]:
+    return tuple((key, value) for since, key, value in VERSIONED_FIELDS if version >= since)
 
 
 def detail(
