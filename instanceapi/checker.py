@@ -1,13 +1,22 @@
-"""Decide whether an instance exists, across every configured cloud/region."""
+"""Decide whether an instance exists, across every configured cloud/region.
+
+Answer rules, in order:
+1. A UUID confirmed absent everywhere before is absent (Nova never reuses one).
+2. A UUID listed in a fresh index of any target is present, with no upstream call.
+3. Otherwise an authoritative per-UUID lookup in every target decides; concurrent
+   checks of one UUID share it.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from instanceapi.mirror import ServerMirror
+from instanceapi.cache import BoundedCache, SingleFlight
+from instanceapi.index import DELETED, EVERYTHING, UNKNOWN, ServerIndex
 from instanceapi.openstack import Compute, UpstreamError
 from instanceapi.uuids import byte_swapped
 from instanceapi.verdict import Presence, Sighting, Verdict, combine
@@ -22,12 +31,28 @@ class TargetChecker:
         target: Compute,
         *,
         visibility_interval: float = 300.0,
+        resync_interval: float = 600.0,
+        max_index_age: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.target = target
         self.visibility = VisibilityTracker(target, interval=visibility_interval, clock=clock)
-        self.mirror = ServerMirror(target, clock=clock)
+        self.index = ServerIndex(target, resync_interval=resync_interval, clock=clock)
+        self.max_index_age = max_index_age
         self._clock = clock
+
+    def index_is_fresh(self) -> bool:
+        """Return True if the index refreshed successfully within `max_index_age`."""
+        age = self.index.age()
+        return age is not None and age <= self.max_index_age
+
+    def refresh_index(self) -> None:
+        """Refresh the index in the way the current absence rule needs (raises UpstreamError)."""
+        self.index.refresh(full_since=self._full_since())
+
+    def _full_since(self) -> str | None:
+        # The listing rule must see soft-deleted servers; the default listing hides them.
+        return EVERYTHING if self.visibility.current().rule is Rule.LISTING else None
 
     def sight(self, uuid: str) -> Sighting:
         """Return what this target says about `uuid`; never raises for upstream trouble."""
@@ -40,6 +65,15 @@ class TargetChecker:
         except UpstreamError as ex:
             return self._seen(uuid, Presence.UNKNOWN, ex.reason)
 
+    def sight_in_index(self, uuid: str) -> Sighting | None:
+        """Return a PRESENT sighting if a fresh index lists `uuid`, else None (no I/O)."""
+        status = self.index.peek(uuid)
+        if status is None or status in (DELETED, UNKNOWN) or not self.index_is_fresh():
+            return None
+        return self._seen(
+            uuid, Presence.PRESENT, "listed in the index", status=status, rule="index"
+        )
+
     def _after_404(self, uuid: str, asked_at: float) -> Sighting:
         visibility = self.visibility.current()
         if visibility.rule is Rule.BY_ID:
@@ -47,7 +81,8 @@ class TargetChecker:
                 uuid,
                 Presence.ABSENT,
                 "Nova answered 404 to GET /servers/{id}, "
-                f"and these credentials see every project ({visibility.reason})",
+                f"and these credentials see every project ({visibility.reason})"
+                + self._deletion_evidence(uuid),
                 rule="by-id",
             )
         if visibility.rule is Rule.NONE:
@@ -64,10 +99,18 @@ class TargetChecker:
                 "Nova answered 404; the listing rule needs "
                 "microversion 2.69 (older listings omit unreachable cells)",
             )
-        return self._from_listing(uuid, self.mirror.status_as_of(uuid, asked_at))
+        status = self.index.status_as_of(uuid, asked_at, full_since=EVERYTHING)
+        return self._from_listing(uuid, status)
+
+    def _deletion_evidence(self, uuid: str) -> str:
+        seen = self.index.deleted_at(uuid)
+        if seen is None:
+            return ""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seen))
+        return f"; a changes-since listing at {stamp} reported it DELETED"
 
     def _from_listing(self, uuid: str, status: str | None) -> Sighting:
-        if status is None or status == "DELETED":
+        if status is None or status == DELETED:
             what = "lists it as DELETED" if status else "does not list it"
             return self._seen(
                 uuid,
@@ -76,7 +119,7 @@ class TargetChecker:
                 status=status,
                 rule="listing",
             )
-        if status == "UNKNOWN":
+        if status == UNKNOWN:
             return self._seen(
                 uuid,
                 Presence.UNKNOWN,
@@ -91,15 +134,15 @@ class TargetChecker:
         status = server.get("status")
         if str(server.get("id", "")).lower() != uuid or not isinstance(status, str):
             return self._seen(uuid, Presence.UNKNOWN, "Nova answered 200 with an unexpected body")
-        if status == "DELETED" or server.get("OS-EXT-STS:vm_state") == "deleted":
+        if status == DELETED or server.get("OS-EXT-STS:vm_state") == "deleted":
             return self._seen(
                 uuid,
                 Presence.ABSENT,
                 "Nova reports the server DELETED",
-                status="DELETED",
+                status=DELETED,
                 rule="reported-deleted",
             )
-        if status == "UNKNOWN":
+        if status == UNKNOWN:
             return self._seen(
                 uuid,
                 Presence.UNKNOWN,
@@ -159,13 +202,56 @@ def forms(canonical: str) -> list[tuple[str, str]]:
 class Checker:
     """Answer "does this instance exist?" from every target's sightings."""
 
-    def __init__(self, targets: Sequence[TargetChecker]) -> None:
+    def __init__(
+        self,
+        targets: Sequence[TargetChecker],
+        *,
+        absent_cache_size: int = 100_000,
+        bulk_concurrency: int = 8,
+    ) -> None:
         if not targets:
             raise ValueError("at least one target is needed")
         self.targets = tuple(targets)
+        self.absent: BoundedCache[Verdict] = BoundedCache(absent_cache_size)
+        self._flights: SingleFlight[Verdict] = SingleFlight()
+        self._pool = ThreadPoolExecutor(
+            max_workers=bulk_concurrency, thread_name_prefix="instanceapi-bulk"
+        )
 
     def check(self, canonical: str) -> Verdict:
         """Return the verdict for a canonical UUID: present anywhere wins, absent needs all."""
+        return self._answer_without_io(canonical) or self._flights.run(
+            canonical, lambda: self._live(canonical)
+        )
+
+    def check_many(self, canonicals: Sequence[str]) -> list[Verdict]:
+        """Return verdicts in order; live lookups run concurrently in a bounded pool."""
+        quick = [self._answer_without_io(u) for u in canonicals]
+        pending = {
+            i: self._pool.submit(self.check, u)
+            for i, (u, v) in enumerate(zip(canonicals, quick, strict=True))
+            if v is None
+        }
+        return [v if v is not None else pending[i].result() for i, v in enumerate(quick)]
+
+    def index_ages(self) -> dict[str, float | None]:
+        """Return each target's index age in seconds (None: never refreshed)."""
+        return {t.target.name: t.index.age() for t in self.targets}
+
+    def _answer_without_io(self, canonical: str) -> Verdict | None:
+        cached = self.absent.get(canonical)
+        if cached is not None:
+            return Verdict(canonical, Presence.ABSENT, cached.sightings, source="absent-cache")
+        for target in self.targets:
+            for label, form in (("as-given", canonical), ("byte-swapped", byte_swapped(canonical))):
+                sighting = target.sight_in_index(form)
+                if sighting is not None:
+                    return Verdict(
+                        canonical, Presence.PRESENT, (sighting,), matched=label, source="index"
+                    )
+        return None
+
+    def _live(self, canonical: str) -> Verdict:
         sightings: list[Sighting] = []
         for target in self.targets:
             for label, form in forms(canonical):
@@ -173,4 +259,7 @@ class Checker:
                 sightings.append(sighting)
                 if sighting.presence is Presence.PRESENT:
                     return Verdict(canonical, Presence.PRESENT, tuple(sightings), matched=label)
-        return Verdict(canonical, combine(sightings), tuple(sightings))
+        verdict = Verdict(canonical, combine(sightings), tuple(sightings))
+        if verdict.presence is Presence.ABSENT:
+            self.absent.put(canonical, verdict)
+        return verdict

@@ -44,6 +44,11 @@ class Settings:
     retries: int = 2
     interface: str | None = None
     visibility_interval: float = 300.0
+    refresh_interval: float = 15.0
+    resync_interval: float = 600.0
+    index_max_age: float = 300.0
+    absent_cache_size: int = 100_000
+    bulk_concurrency: int = 8
     log_level: str = "INFO"
     bind: str = "127.0.0.1:8080"
     workers: int = 2
@@ -59,6 +64,13 @@ class Settings:
             retries=int(_number(env, "RETRIES", 2, low=0, high=10, integer=True)),
             interface=_choice(env, "INTERFACE", None, _INTERFACES),
             visibility_interval=_number(env, "VISIBILITY_INTERVAL", 300.0, low=5.0, high=86400.0),
+            refresh_interval=_number(env, "REFRESH_INTERVAL", 15.0, low=1.0, high=3600.0),
+            resync_interval=_number(env, "RESYNC_INTERVAL", 600.0, low=10.0, high=86400.0),
+            index_max_age=_number(env, "INDEX_MAX_AGE", 300.0, low=5.0, high=86400.0),
+            absent_cache_size=int(
+                _number(env, "ABSENT_CACHE_SIZE", 100_000, low=0, high=10_000_000, integer=True)
+            ),
+            bulk_concurrency=int(_number(env, "BULK_CONCURRENCY", 8, low=1, high=64, integer=True)),
             log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS, upper=True) or "INFO",
             bind=_bind(env),
             workers=int(_number(env, "WORKERS", 2, low=1, high=64, integer=True)),
@@ -71,6 +83,11 @@ _KNOWN = {
     "RETRIES",
     "INTERFACE",
     "VISIBILITY_INTERVAL",
+    "REFRESH_INTERVAL",
+    "RESYNC_INTERVAL",
+    "INDEX_MAX_AGE",
+    "ABSENT_CACHE_SIZE",
+    "BULK_CONCURRENCY",
     "LOG_LEVEL",
     "BIND",
     "WORKERS",

@@ -54,6 +54,7 @@ class Verdict:
     presence: Presence
     sightings: tuple[Sighting, ...]
     matched: str | None = None
+    source: str = "live"  # "index", "absent-cache" or "live" (asked OpenStack now)
 
     @property
     def decisive(self) -> Sighting | None:

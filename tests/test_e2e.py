@@ -110,7 +110,7 @@ def test_keystone_down_is_500_not_404(service, cloud):
 )
 def test_nova_faults_are_500_not_404(service, cloud, demo, fault):
     cloud.fault("nova", region="RegionTwo", **fault)
-    answer = get(service, f"/check/{demo['deleted'][0]}")
+    answer = get(service, f"/check/{new_uuid()}")  # never seen: no cached verdict
     assert answer.status_code == 500
     assert answer.json()["region"] == "RegionTwo"
     # RegionOne still finds what it has: present anywhere wins.
@@ -135,6 +135,7 @@ def test_revoked_tokens_are_renewed(service, cloud, demo):
 
 
 def test_upstream_cost_is_one_token_per_worker(service, cloud, demo):
+    wait_for_index(service)
     cloud.revoke_tokens()
     cloud.reset_counts()
     for _ in range(50):
@@ -142,11 +143,35 @@ def test_upstream_cost_is_one_token_per_worker(service, cloud, demo):
     assert cloud.counts["keystone.token"] <= 2  # one per worker at most
     cloud.reset_counts()
     for _ in range(50):
-        assert get(service, f"/check/{demo['existing'][0]}").status_code == 200
+        assert get(service, f"/check/{demo['existing'][1]}").status_code == 200
     counts = cloud.counts
     assert counts["keystone.token"] == 0  # both workers reuse their tokens
-    assert counts["nova.show"] == 50
-    assert counts["nova.list"] == 0
+    assert counts["nova.show"] == 0  # answered from each worker's index
+
+
+def test_absent_uuid_is_asked_once_per_worker(service, cloud):
+    wait_for_index(service)
+    absent = new_uuid()
+    cloud.reset_counts()
+    for _ in range(20):
+        answer = get(service, f"/check/{absent}")
+        assert answer.status_code == 404
+    # Each worker asks both regions (twice if the byte-swapped twin is a v4 UUID) once.
+    assert 2 <= cloud.counts["nova.show"] <= 2 * 2 * 2
+    assert answer.json()["source"] in ("live", "absent-cache")
+
+
+def wait_for_index(service, timeout=20.0):
+    """Wait until a check reports every target's index as refreshed."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ages = get(service, f"/check/{new_uuid()}").json()["index_age_seconds"]
+        if ages and all(age is not None for age in ages.values()):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the index never refreshed")
 
 
 def test_member_credentials_never_give_404(cloud, demo, tmp_path):

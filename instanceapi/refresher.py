@@ -1,0 +1,113 @@
+"""Keep every target's index and visibility fresh in a background thread, per worker.
+
+Each Gunicorn worker runs its own refresher (started after the fork, never at
+import), so the upstream cost is one bootstrap listing and one ``changes-since``
+listing per interval per worker, whatever the request rate. Sharing one index
+between workers would save those few calls at the price of a shared store and
+its failure modes; with a handful of workers the calls are cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from instanceapi.checker import TargetChecker
+from instanceapi.openstack import UpstreamError
+
+log = logging.getLogger(__name__)
+
+
+class Refresher:
+    """Refresh each target every `interval`; after failures, back off up to `max_backoff`."""
+
+    def __init__(
+        self,
+        targets: Sequence[TargetChecker],
+        *,
+        interval: float = 15.0,
+        max_backoff: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._targets = tuple(targets)
+        self._interval = interval
+        self._max_backoff = max_backoff
+        self._clock = clock
+        self._due = dict.fromkeys(range(len(self._targets)), 0.0)
+        self._stale: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the background thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name="instanceapi-refresher", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to finish and wait for it briefly."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def run_once(self) -> float:
+        """Refresh every target that is due; return seconds until the next one is."""
+        now = self._clock()
+        for number, target in enumerate(self._targets):
+            if self._due[number] <= now:
+                self._due[number] = now + self._refresh(target)
+                self._report_staleness(number, target)
+        return max(0.0, min(self._due.values()) - self._clock())
+
+    def _refresh(self, target: TargetChecker) -> float:
+        started = time.perf_counter()
+        try:
+            target.refresh_index()
+        except UpstreamError as ex:
+            delay = min(self._interval * 2 ** (target.index.failures - 1), self._max_backoff)
+            log.warning(
+                "%s: index refresh failed (%d in a row), keeping the last good index, "
+                "next try in %.0fs: %s",
+                target.target.name,
+                target.index.failures,
+                delay,
+                ex.reason,
+            )
+            return delay
+        log.debug(
+            "%s: index refreshed: %d servers in %.2fs",
+            target.target.name,
+            len(target.index),
+            time.perf_counter() - started,
+        )
+        return self._interval
+
+    def _report_staleness(self, number: int, target: TargetChecker) -> None:
+        fresh = target.index_is_fresh()
+        if not fresh and number not in self._stale:
+            self._stale.add(number)
+            log.warning(
+                "%s: index is stale (age %s); checks fall back to live lookups",
+                target.target.name,
+                _age(target.index.age()),
+            )
+        elif fresh and number in self._stale:
+            self._stale.discard(number)
+            log.info("%s: index is fresh again", target.target.name)
+
+    def _loop(self) -> None:
+        delay = 0.0
+        while not self._stop.wait(delay):
+            try:
+                delay = self.run_once()
+            except Exception:  # a bug here must not silently end the refreshing
+                log.exception("index refresher failed; retrying")
+                delay = self._interval
+
+
+def _age(age: float | None) -> str:
+    return "never refreshed" if age is None else f"{age:.0f}s"
