@@ -190,6 +190,7 @@ def test_state_file_survives_a_crash_before_rename(tmp_path, monkeypatch):
     "content",
     [
         "{not json",
+        "[1, 2]",
         '{"version": 99, "hosts": {}}',
         '{"version": 1, "hosts": {"x": {}}}',
         '{"version": 1, "hosts": {"1": {"name": "a", "uuid": "b", "count": 1,'

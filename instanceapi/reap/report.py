@@ -86,9 +86,17 @@ def render_summary(
     )
     lines += _listing("Failed deletions", decisions, "failed")
     lines += _listing("Absent, awaiting confirmation", decisions, "pending")
+    if counts["pending"]:
+        lines.append(
+            f"  (deleted once absent in --confirm-runs runs, --confirm-interval apart){_hint(dry)}"
+        )
     lines += _listing("Absent but kept", decisions, "guarded")
     lines += _listing("No authoritative answer", decisions, "unknown")
     return "\n".join(lines) + "\n"
+
+
+def _hint(dry: bool) -> str:
+    return "; a dry-run records nothing" if dry else ""
 
 
 def _reasons(decisions: Sequence[Decision], action: Action) -> str:
@@ -104,7 +112,8 @@ def _listing(title: str, decisions: Sequence[Decision], bucket: str) -> list[str
     lines = [f"{title}:"]
     for d in chosen[:_LIST_LIMIT]:
         note = d.outcome if d.reason in ("confirmed", "absent") else f"{d.reason}; {d.outcome}"
-        extra = f" ({d.detail})" if bucket in ("failed", "unknown", "guarded") and d.detail else ""
+        verbose = bucket in ("failed", "unknown") or d.reason == "detail-unavailable"
+        extra = f" ({d.detail})" if verbose and d.detail else ""
         lines.append(f"  {d.host.name}  id={d.host.id}  uuid={d.uuid}  {note}{extra}")
     if len(chosen) > _LIST_LIMIT:
         lines.append(f"  ... and {len(chosen) - _LIST_LIMIT} more (see --report)")

@@ -75,6 +75,7 @@ class Reaper:
         self.progress = progress
         self.warn = warn
         self._audited: list[Decision] = []
+        self._verdicts: dict[str, Verdict] = {}
 
     @property
     def mode(self) -> str:
@@ -108,90 +109,73 @@ class Reaper:
         now = self.clock()
         policy = self.settings.policy
         candidates, skipped = plan.select(hosts, policy)
-        verdicts = self.service.check_many([c.uuid for c in candidates], self.progress)
-        kept, absent = plan.classify(candidates, verdicts)
+        self._verdicts = self.service.check_many([c.uuid for c in candidates], self.progress)
+        kept, absent = plan.classify(candidates, self._verdicts)
         settled = skipped + kept
         breach = plan.cap_breach(len(absent), len(candidates), policy)
         if breach:
-            held = [_absent(c, verdicts, Action.KEEP, "cap-exceeded") for c in absent]
-            return self._finish(
-                EXIT_CAP, f"cap exceeded, nothing deleted: {breach}", settled + held, hosts
-            )
-        guarded, confirmed = self._guard(absent, verdicts, now)
-        return self._confirm(confirmed, verdicts, settled + guarded, hosts, now)
+            held = [self._absent(c, Action.KEEP, "cap-exceeded") for c in absent]
+            headline = f"cap exceeded, nothing deleted: {breach}"
+            return self._finish(EXIT_CAP, headline, settled + held, hosts)
+        guarded, confirmed = self._guard(absent, now)
+        return self._confirm(confirmed, settled + guarded, hosts, now)
 
     def _guard(
-        self, absent: list[Candidate], verdicts: dict[str, Verdict], now: datetime
+        self, absent: list[Candidate], now: datetime
     ) -> tuple[list[Decision], list[Candidate]]:
+        """Re-read each absent host; keep those a guard applies to."""
         guarded: list[Decision] = []
         confirmed: list[Candidate] = []
         for cand in absent:
             try:
-                why = plan.guard(
-                    cand, self.satellite.host_detail(cand.host.id), self.settings.policy, now
-                )
+                detail = self.satellite.host_detail(cand.host.id)
             except SatelliteError as ex:
-                guarded.append(
-                    replace(
-                        _absent(cand, verdicts, Action.KEEP, "detail-unavailable"), detail=str(ex)
-                    )
-                )
+                guarded.append(self._absent(cand, Action.KEEP, "detail-unavailable", str(ex)))
                 continue
+            why = plan.guard(cand, detail, self.settings.policy, now)
             if why:
-                guarded.append(_absent(cand, verdicts, Action.KEEP, why))
+                guarded.append(self._absent(cand, Action.KEEP, why))
             else:
                 confirmed.append(cand)
         return guarded, confirmed
 
     def _confirm(
-        self,
-        confirmed: list[Candidate],
-        verdicts: dict[str, Verdict],
-        settled: list[Decision],
-        hosts: list[Host],
-        now: datetime,
+        self, confirmed: list[Candidate], settled: list[Decision], hosts: list[Host], now: datetime
     ) -> Result:
+        """Count this run's sightings; delete (or, in dry-run, list) the confirmed hosts."""
         old, warning = self.state_file.load()
         if warning:
             self.warn(warning)
         sightings = {c.host.id: (c.host.name, c.uuid) for c in confirmed}
         marks = state.advance(old, sightings, now, self.settings.confirm_interval)
         ready = state.due(marks, self.settings.confirm_runs)
-        runs = self.settings.confirm_runs
-        verb = "marked" if self.settings.apply else "would mark"
+        runs, apply = self.settings.confirm_runs, self.settings.apply
+        verb = "marked" if apply else "would mark"
         pending = [
-            replace(
-                _absent(c, verdicts, Action.PENDING, "absent"),
-                outcome=f"{verb} {marks[c.host.id].count}/{runs}",
+            self._absent(
+                c, Action.PENDING, "absent", outcome=f"{verb} {marks[c.host.id].count}/{runs}"
             )
             for c in confirmed
             if c.host.id not in ready
         ]
         doomed = [c for c in confirmed if c.host.id in ready]
-        if not self.settings.apply:
+        if not apply:
             planned = [
-                replace(_absent(c, verdicts, Action.DELETE, "confirmed"), outcome="would delete")
-                for c in doomed
+                self._absent(c, Action.DELETE, "confirmed", outcome="would delete") for c in doomed
             ]
-            return self._finish(
-                None, "dry-run, nothing changed", settled + pending + planned, hosts
-            )
+            headline = "dry-run, nothing changed (--apply to act)"
+            return self._finish(None, headline, settled + pending + planned, hosts)
         problem = self._gate() if doomed else None
         if problem:
-            held = [_absent(c, verdicts, Action.KEEP, "service-not-ready") for c in doomed]
-            return self._finish(
-                EXIT_NOT_READY,
-                f"service not ready, nothing deleted: {problem}",
-                settled + pending + held,
-                hosts,
-            )
-        deleted = self._delete(doomed, verdicts, marks)
+            held = [self._absent(c, Action.KEEP, "service-not-ready") for c in doomed]
+            headline = f"service not ready, nothing deleted: {problem}"
+            return self._finish(EXIT_NOT_READY, headline, settled + pending + held, hosts)
+        deleted = self._delete(doomed, marks)
         self.state_file.save(marks)
         return self._finish(None, "applied", settled + pending + deleted, hosts)
 
-    def _delete(
-        self, doomed: list[Candidate], verdicts: dict[str, Verdict], marks: dict[int, state.Mark]
-    ) -> list[Decision]:
+    def _delete(self, doomed: list[Candidate], marks: dict[int, state.Mark]) -> list[Decision]:
+        """Delete each host; a failure is recorded and the others go ahead."""
         results: list[Decision] = []
         for number, cand in enumerate(doomed, 1):
             try:
@@ -200,7 +184,7 @@ class Reaper:
                 del marks[cand.host.id]
             except SatelliteError as ex:
                 outcome = f"failed: {ex}"  # the mark stays: the next run tries again
-            decision = replace(_absent(cand, verdicts, Action.DELETE, "confirmed"), outcome=outcome)
+            decision = self._absent(cand, Action.DELETE, "confirmed", outcome=outcome)
             # Written at once, so a crash later in the run cannot lose the record of a deletion.
             self.audit.write([decision], self.clock())
             self._audited.append(decision)
@@ -208,6 +192,13 @@ class Reaper:
             if self.progress is not None:
                 self.progress("deleting", number, len(doomed))
         return results
+
+    def _absent(
+        self, cand: Candidate, action: Action, reason: str, detail: str = "", outcome: str = ""
+    ) -> Decision:
+        """Build the decision for a candidate the service reported absent."""
+        said = self._verdicts.get(cand.uuid, Verdict(Answer.ABSENT)).detail
+        return replace(plan.absent_decision(cand, action, reason, detail or said), outcome=outcome)
 
     def _finish(
         self, status: int | None, headline: str, decisions: Sequence[Decision], hosts: list[Host]
@@ -219,11 +210,6 @@ class Reaper:
         if status is None:
             status = _status(done)
         return Result(status, headline, done, len(hosts))
-
-
-def _absent(cand: Candidate, verdicts: dict[str, Verdict], action: Action, reason: str) -> Decision:
-    detail = verdicts.get(cand.uuid, Verdict(Answer.ABSENT)).detail
-    return plan.absent_decision(cand, action, reason, detail)
 
 
 def _default_outcome(decision: Decision) -> str:

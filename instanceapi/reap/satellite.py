@@ -146,7 +146,8 @@ def _json_object(resp: requests.Response, path: str) -> dict[str, Any]:
         body = resp.json()
     except ValueError as ex:
         raise SatelliteError(f"GET {path}: response is not JSON") from ex
-    return _expect(body, dict, f"{path} response")
+    checked: dict[str, Any] = _expect(body, dict, f"{path} response")
+    return checked
 
 
 def _expect(value: Any, kind: type, what: str) -> Any:

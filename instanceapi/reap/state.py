@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 _VERSION = 1
 
@@ -140,11 +141,12 @@ def _encode(marks: Mapping[int, Mark]) -> dict[str, object]:
     return {"version": _VERSION, "hosts": hosts}
 
 
-def _decode(data: dict[str, object]) -> dict[int, Mark]:
-    if data.get("version") != _VERSION or not isinstance(data.get("hosts"), dict):
-        raise ValueError(f"expected version {_VERSION} with a 'hosts' object")
+def _decode(data: Any) -> dict[int, Mark]:
+    hosts = data.get("hosts") if isinstance(data, dict) else None
+    if not isinstance(hosts, dict) or data.get("version") != _VERSION:
+        raise ValueError(f"expected an object of version {_VERSION} with a 'hosts' object")
     marks: dict[int, Mark] = {}
-    for key, entry in data["hosts"].items():  # type: ignore[union-attr]
+    for key, entry in hosts.items():
         marks[int(key)] = Mark(
             name=str(entry["name"]),
             uuid=str(entry["uuid"]),
@@ -155,8 +157,8 @@ def _decode(data: dict[str, object]) -> dict[int, Mark]:
     return marks
 
 
-def _when(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
+def _when(text: Any) -> datetime:
+    value = datetime.fromisoformat(str(text))
     if value.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no time zone")
     return value

@@ -235,7 +235,7 @@ class SimulatedSatellite:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def app(self) -> falcon.App:
+    def app(self) -> falcon.App[falcon.Request, falcon.Response]:
         """Return the WSGI app (also usable with falcon.testing)."""
         api = _Api(self)
         app = falcon.App(middleware=[_Gate(self)])
