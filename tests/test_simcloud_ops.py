@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -149,16 +149,39 @@ def test_cli_prints_json_line_and_exits_on_sigterm(tmp_path: Path) -> None:
     assert "secret" not in out and "Traceback" not in err
 
 
-def test_cli_port_base(tmp_path: Path) -> None:
-    with SimulatedCloud() as probe:  # find a free block of ports
-        base = int(probe.auth_url.rsplit(":", 1)[1].split("/")[0])
-    command = [sys.executable, "-m", "instanceapi.testing", "--servers", "0", "--port-base"]
-    command += [str(base), "--clouds-yaml", str(tmp_path / "c.yaml")]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    try:
+def _free_port_block(size: int) -> int:
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free block of ports")
+
+
+def _start_cli_on_port_base(tmp_path: Path) -> tuple[int, subprocess.Popen[str], dict]:
+    for _ in range(5):  # another process may grab a port between probe and bind
+        base = _free_port_block(3)
+        command = [sys.executable, "-m", "instanceapi.testing", "--servers", "0"]
+        command += ["--port-base", str(base), "--clouds-yaml", str(tmp_path / "c.yaml")]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
+        line = proc.stdout.readline()
+        if line:
+            return base, proc, json.loads(line)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 1 and "cannot listen" in err
+    raise AssertionError("could not start the CLI on a free port block")
+
+
+def test_cli_port_base(tmp_path: Path) -> None:
+    base, proc, info = _start_cli_on_port_base(tmp_path)
+    try:
         assert info["auth_url"] == f"http://127.0.0.1:{base}/v3"
         assert info["nova_urls"]["RegionOne"] == f"http://127.0.0.1:{base + 1}/v2.1"
         assert info["control"] == f"http://127.0.0.1:{base + 2}"
@@ -166,6 +189,18 @@ def test_cli_port_base(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=10)
     assert proc.returncode == 0
+
+
+def test_cli_port_in_use_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "instanceapi.testing", "--port-base", str(port)]
+        command += ["--clouds-yaml", str(tmp_path / "c.yaml")]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1
+    assert "cannot listen" in done.stderr and done.stdout == ""
 
 
 def test_populate_100k(cloud: SimulatedCloud) -> None:

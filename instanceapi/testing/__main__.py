@@ -60,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    cloud.start()
+    try:
+        cloud.start()
+    except OSError as exc:
+        cloud.stop()
+        sys.stderr.write(f"simulated cloud: cannot listen: {exc}\n")
+        return 1
     try:
         ids = seed_demo(cloud)
         if args.servers > 0:
