@@ -200,6 +200,8 @@ def test_state_file_survives_a_crash_before_rename(tmp_path, monkeypatch):
 def test_unreadable_state_file_is_moved_aside_and_treated_as_empty(tmp_path, content):
     path = tmp_path / "state.json"
     path.write_text(content)
+    assert state.StateFile(path).load(repair=False)[0] == {}
+    assert path.read_text() == content, "a dry-run leaves the file alone"
     marks, warning = state.StateFile(path).load()
     assert marks == {} and "moved to" in (warning or "")
     assert (tmp_path / "state.json.corrupt").read_text() == content

@@ -143,7 +143,7 @@ class Reaper:
         self, confirmed: list[Candidate], settled: list[Decision], hosts: list[Host], now: datetime
     ) -> Result:
         """Count this run's sightings; delete (or, in dry-run, list) the confirmed hosts."""
-        old, warning = self.state_file.load()
+        old, warning = self.state_file.load(repair=self.settings.apply)
         if warning:
             self.warn(warning)
         sightings = {c.host.id: (c.host.name, c.uuid) for c in confirmed}

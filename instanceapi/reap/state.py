@@ -77,8 +77,12 @@ class StateFile:
         """Use the state file at `path` (created on first save)."""
         self.path = path
 
-    def load(self) -> tuple[dict[int, Mark], str | None]:
-        """Return the marks, and a warning when an unreadable file was moved aside."""
+    def load(self, *, repair: bool = True) -> tuple[dict[int, Mark], str | None]:
+        """Return the marks, and a warning when the file was unreadable.
+
+        With `repair`, an unreadable file is moved aside (to `<name>.corrupt`) so the
+        next save starts a fresh one; a dry-run passes False and changes nothing.
+        """
         try:
             raw = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -86,6 +90,8 @@ class StateFile:
         try:
             return _decode(json.loads(raw)), None
         except (ValueError, TypeError, KeyError) as ex:
+            if not repair:
+                return {}, f"state file {self.path} unreadable ({ex}); treated as empty"
             aside = self.path.with_name(self.path.name + ".corrupt")
             os.replace(self.path, aside)
             return {}, f"state file {self.path} unreadable ({ex}); moved to {aside}, starting over"
