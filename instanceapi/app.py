@@ -10,6 +10,7 @@ import falcon
 
 from instanceapi.checker import Checker, TargetChecker
 from instanceapi.config import Settings
+from instanceapi.openapi import OpenAPIResource
 from instanceapi.refresher import Refresher
 from instanceapi.resources import (
     BulkCheckResource,
@@ -31,6 +32,7 @@ def create_app(settings: Settings, *, checker: Checker | None = None) -> falcon.
     app.add_sink(malformed_check_path, r"^/check/")
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(checker))
+    app.add_route("/openapi.json", OpenAPIResource())
     return app
 
 
