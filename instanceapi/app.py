@@ -2,44 +2,75 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 
 import falcon
 
-from instanceapi.checker import Checker, TargetChecker
+from instanceapi import logs
+from instanceapi.bulk import BulkCheckResource
+from instanceapi.checker import Checker, Overloaded, TargetChecker
 from instanceapi.config import Settings
+from instanceapi.metrics import Metrics
+from instanceapi.middleware import AccessControl, RequestContext, add_upstream_time
 from instanceapi.openapi import OpenAPIResource
+from instanceapi.openstack import Observer
 from instanceapi.refresher import Refresher
 from instanceapi.resources import (
-    BulkCheckResource,
     CheckResource,
     HealthResource,
+    MalformedCheckPath,
+    MetricsResource,
     MissingUUIDResource,
     ReadyResource,
-    malformed_check_path,
+    overloaded,
 )
 
 
-def create_app(settings: Settings, *, checker: Checker | None = None) -> falcon.App:
-    """Return the WSGI app for `settings`; `checker` may be injected (tests)."""
-    checker = checker or build_checker(settings)
-    app = falcon.App()
+def create_app(
+    settings: Settings, *, checker: Checker | None = None, metrics: Metrics | None = None
+) -> falcon.App:
+    """Return the WSGI app for `settings`; `checker` and `metrics` may be injected (tests)."""
+    metrics = metrics or Metrics()
+    checker = checker or build_checker(settings, metrics)
+    app = falcon.App(
+        middleware=[
+            RequestContext(),
+            AccessControl(settings.api_tokens, settings.allow_networks),
+        ]
+    )
     app.req_options.strip_url_path_trailing_slash = True
-    app.add_route("/check/{raw}", CheckResource(checker))
-    app.add_route("/check", MissingUUIDResource(BulkCheckResource(checker)))
-    app.add_sink(malformed_check_path, r"^/check/")
+    app.add_error_handler(Overloaded, overloaded)
+    app.add_route("/check/{raw}", CheckResource(checker, metrics))
+    app.add_route("/check", MissingUUIDResource(BulkCheckResource(checker, metrics), metrics))
+    app.add_sink(MalformedCheckPath(metrics), r"^/check/")
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(checker))
+    app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/openapi.json", OpenAPIResource())
     return app
 
 
-def build_checker(settings: Settings) -> Checker:
+def upstream_observer(metrics: Metrics) -> Observer:
+    """Return the callback that counts and times every request sent to OpenStack."""
+
+    def observe(service: str, target: str, method: str, status: str, seconds: float) -> None:
+        metrics.upstream_requests.labels(service, target, status).inc()
+        if status == "error":
+            return
+        metrics.upstream_seconds.labels(service, target).observe(seconds)
+        add_upstream_time(seconds)
+        if service == "identity" and method == "POST" and status == "201":
+            metrics.token_renewals.labels(target).inc()
+
+    return observe
+
+
+def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker:
     """Create a checker with one Keystone session per configured target (no network I/O)."""
     from instanceapi.openstack import build_targets
 
+    observe = upstream_observer(metrics or Metrics())
     targets = [
         TargetChecker(
             target,
@@ -47,12 +78,13 @@ def build_checker(settings: Settings) -> Checker:
             resync_interval=settings.resync_interval,
             max_index_age=settings.index_max_age,
         )
-        for target in build_targets(settings)
+        for target in build_targets(settings, observe)
     ]
     return Checker(
         targets,
         absent_cache_size=settings.absent_cache_size,
         bulk_concurrency=settings.bulk_concurrency,
+        max_live_lookups=settings.max_live_lookups,
     )
 
 
@@ -63,9 +95,8 @@ def get_app(environ: Mapping[str, str] | None = None) -> falcon.App:
     worker has its own sessions and its own refresher thread.
     """
     settings = Settings.from_env(os.environ if environ is None else environ)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    checker = build_checker(settings)
-    Refresher(checker.targets, interval=settings.refresh_interval).start()
-    return create_app(settings, checker=checker)
+    logs.configure(settings.log_level, settings.log_format)
+    metrics = Metrics()
+    checker = build_checker(settings, metrics)
+    Refresher(checker.targets, interval=settings.refresh_interval, metrics=metrics).start()
+    return create_app(settings, checker=checker, metrics=metrics)

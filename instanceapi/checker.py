@@ -9,6 +9,8 @@ Answer rules, in order:
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
@@ -40,6 +42,29 @@ class TargetChecker:
         self.index = ServerIndex(target, resync_interval=resync_interval, clock=clock)
         self.max_index_age = max_index_age
         self._clock = clock
+        #: Why Keystone is not usable now, None when it is (kept by the refresher).
+        self.identity_problem: str | None = "not checked yet"
+
+    def check_identity(self) -> None:
+        """Record whether a token can be had and Keystone answers (for readiness)."""
+        try:
+            self.target.identity()
+            self.target.ping_identity()
+        except UpstreamError as ex:
+            self.identity_problem = ex.reason
+        else:
+            self.identity_problem = None
+
+    def readiness(self) -> str | None:
+        """Return why this target is not ready, or None; never does I/O."""
+        visibility = self.visibility.peek()
+        if self.identity_problem:
+            return f"Keystone: {self.identity_problem}"
+        if visibility.checked_at < 0 or visibility.rule is Rule.NONE:
+            return f"cannot prove absence: {visibility.reason}"
+        if self.index.age() is not None and not self.index_is_fresh():
+            return f"index is stale ({self.index.age():.0f}s old): {self.index.last_error}"
+        return None
 
     def index_is_fresh(self) -> bool:
         """Return True if the index refreshed successfully within `max_index_age`."""
@@ -199,6 +224,10 @@ def forms(canonical: str) -> list[tuple[str, str]]:
     return found
 
 
+class Overloaded(Exception):
+    """Every upstream lookup slot of this process is busy: come back later (503)."""
+
+
 class Checker:
     """Answer "does this instance exist?" from every target's sightings."""
 
@@ -208,6 +237,8 @@ class Checker:
         *,
         absent_cache_size: int = 100_000,
         bulk_concurrency: int = 8,
+        max_live_lookups: int = 32,
+        slot_wait: float = 0.5,
     ) -> None:
         if not targets:
             raise ValueError("at least one target is needed")
@@ -217,22 +248,33 @@ class Checker:
         self._pool = ThreadPoolExecutor(
             max_workers=bulk_concurrency, thread_name_prefix="instanceapi-bulk"
         )
+        # Bounds the live lookups of this process, so a flood of random UUIDs
+        # cannot hammer Nova; the excess is refused (503), never answered 404.
+        self._slots = threading.BoundedSemaphore(max_live_lookups)
+        self._slot_wait = slot_wait
 
     def check(self, canonical: str) -> Verdict:
         """Return the verdict for a canonical UUID: present anywhere wins, absent needs all."""
         return self._answer_without_io(canonical) or self._flights.run(
-            canonical, lambda: self._live(canonical)
+            canonical, lambda: self._limited(canonical)
         )
 
     def check_many(self, canonicals: Sequence[str]) -> list[Verdict]:
         """Return verdicts in order; live lookups run concurrently in a bounded pool."""
         quick = [self._answer_without_io(u) for u in canonicals]
         pending = {
-            i: self._pool.submit(self.check, u)
+            # Each task runs in a copy of this request's context (its request id).
+            i: self._pool.submit(contextvars.copy_context().run, self._check_or_overloaded, u)
             for i, (u, v) in enumerate(zip(canonicals, quick, strict=True))
             if v is None
         }
         return [v if v is not None else pending[i].result() for i, v in enumerate(quick)]
+
+    def _check_or_overloaded(self, canonical: str) -> Verdict:
+        try:
+            return self.check(canonical)
+        except Overloaded:
+            return Verdict(canonical, Presence.UNKNOWN, (), source="overloaded")
 
     def index_ages(self) -> dict[str, float | None]:
         """Return each target's index age in seconds (None: never refreshed)."""
@@ -250,6 +292,14 @@ class Checker:
                         canonical, Presence.PRESENT, (sighting,), matched=label, source="index"
                     )
         return None
+
+    def _limited(self, canonical: str) -> Verdict:
+        if not self._slots.acquire(timeout=self._slot_wait):
+            raise Overloaded("every upstream lookup slot is busy; retry later")
+        try:
+            return self._live(canonical)
+        finally:
+            self._slots.release()
 
     def _live(self, canonical: str) -> Verdict:
         sightings: list[Sighting] = []

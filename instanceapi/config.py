@@ -9,14 +9,18 @@ openstacksdk's loader.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PREFIX = "INSTANCEAPI_"
 _INTERFACES = ("public", "internal", "admin")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_FORMATS = ("plain", "json")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -49,9 +53,16 @@ class Settings:
     index_max_age: float = 300.0
     absent_cache_size: int = 100_000
     bulk_concurrency: int = 8
+    max_live_lookups: int = 32
     log_level: str = "INFO"
+    log_format: str = "plain"
     bind: str = "127.0.0.1:8080"
     workers: int = 2
+    certfile: str | None = None
+    keyfile: str | None = None
+    allow_networks: tuple[Network, ...] = ()
+    #: Bearer tokens the API accepts (empty: no authentication). Kept out of repr.
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -71,10 +82,24 @@ class Settings:
                 _number(env, "ABSENT_CACHE_SIZE", 100_000, low=0, high=10_000_000, integer=True)
             ),
             bulk_concurrency=int(_number(env, "BULK_CONCURRENCY", 8, low=1, high=64, integer=True)),
+            max_live_lookups=int(
+                _number(env, "MAX_UPSTREAM_LOOKUPS", 32, low=1, high=1024, integer=True)
+            ),
             log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS, upper=True) or "INFO",
+            log_format=_choice(env, "LOG_FORMAT", "plain", _LOG_FORMATS) or "plain",
             bind=_bind(env),
             workers=int(_number(env, "WORKERS", 2, low=1, high=64, integer=True)),
-        )
+            certfile=_readable(env, "CERTFILE"),
+            keyfile=_readable(env, "KEYFILE"),
+            allow_networks=_networks(env),
+            api_tokens=_tokens(env),
+        )._checked()
+
+    def _checked(self) -> Settings:
+        if bool(self.certfile) != bool(self.keyfile):
+            key = PREFIX + ("KEYFILE" if self.certfile else "CERTFILE")
+            raise ConfigError(key, "TLS needs both INSTANCEAPI_CERTFILE and INSTANCEAPI_KEYFILE")
+        return self
 
 
 _KNOWN = {
@@ -89,6 +114,12 @@ _KNOWN = {
     "ABSENT_CACHE_SIZE",
     "BULK_CONCURRENCY",
     "LOG_LEVEL",
+    "LOG_FORMAT",
+    "MAX_UPSTREAM_LOOKUPS",
+    "TOKEN_FILE",
+    "ALLOW_CIDRS",
+    "CERTFILE",
+    "KEYFILE",
     "BIND",
     "WORKERS",
     "CONFIG_FILE",
@@ -205,3 +236,41 @@ def _bind(env: Mapping[str, str]) -> str:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(key, f"expected HOST:PORT or unix:PATH, got {raw!r}")
     return raw
+
+
+def _readable(env: Mapping[str, str], name: str) -> str | None:
+    key = PREFIX + name
+    raw = env.get(key, "").strip()
+    if not raw:
+        return None
+    if not os.access(raw, os.R_OK) or not Path(raw).is_file():
+        raise ConfigError(key, f"{raw} is not a readable file")
+    return raw
+
+
+def _networks(env: Mapping[str, str]) -> tuple[Network, ...]:
+    key = PREFIX + "ALLOW_CIDRS"
+    networks = []
+    for item in (p.strip() for p in env.get(key, "").split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(key, f"{item!r} is not an address or CIDR network") from None
+    return tuple(networks)
+
+
+def _tokens(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Read bearer tokens, one per line (# comments allowed); never echo them."""
+    key = PREFIX + "TOKEN_FILE"
+    path = _readable(env, "TOKEN_FILE")
+    if path is None:
+        return ()
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    tokens = tuple(t for t in (line.strip() for line in lines) if t and not t.startswith("#"))
+    if not tokens:
+        raise ConfigError(key, f"{path} holds no token")
+    if any(len(t) < 16 for t in tokens):
+        raise ConfigError(key, f"{path}: every token must be at least 16 characters")
+    return tokens

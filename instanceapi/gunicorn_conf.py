@@ -7,7 +7,10 @@ the master at start-up with a message naming the variable.
 """
 
 import os
+import shutil
 import sys
+import tempfile
+from typing import Any
 
 from instanceapi.config import ConfigError, Settings
 
@@ -25,6 +28,17 @@ def _load() -> Settings:
 
 
 _settings = _load()
+
+
+def _metrics_dir() -> str:
+    """Return the prometheus multiprocess directory, made before any worker forks."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="instanceapi-metrics-"
+    )
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # inherited by every worker
+    return path
+
 
 # -- Server socket ------------------------------------------------------------
 # Loopback by default: the answers reveal which instances exist. Put a TLS
@@ -56,10 +70,16 @@ limit_request_line = 2048
 limit_request_fields = 50
 limit_request_field_size = 4096
 
+# -- TLS --------------------------------------------------------------------------
+# Optional: serve HTTPS directly (INSTANCEAPI_CERTFILE + INSTANCEAPI_KEYFILE).
+certfile = _settings.certfile
+keyfile = _settings.keyfile
+
 # -- Logging --------------------------------------------------------------------
-# Access log on stdout (the journal under systemd) with the request time (%(M)s ms).
+# Access log on stdout (the journal under systemd) with the request time (%(M)s ms)
+# and the request id the app echoes, to join it with the app's own lines.
 accesslog = os.environ.get("INSTANCEAPI_ACCESS_LOG", "-")
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" rid=%({x-request-id}o)s'
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 
@@ -68,3 +88,25 @@ proc_name = "instanceapi"
 # Gunicorn 24+ opens a control socket under $HOME by default: one path shared by
 # every instance, and not writable under systemd's ProtectHome. Signals suffice.
 control_socket_disable = True
+
+# -- Metrics across workers ----------------------------------------------------------
+# prometheus_client's multiprocess recipe: workers write to files in one directory;
+# a scrape reads them all. Emptied when the master starts, pruned when a worker dies.
+_metrics = _metrics_dir()
+
+
+def on_starting(server: Any) -> None:
+    """Start from an empty metrics directory (files of a previous run are stale)."""
+    for name in os.listdir(_metrics):
+        path = os.path.join(_metrics, name)
+        if os.path.isfile(path):
+            os.unlink(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Mark a dead worker's live gauges as gone."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -11,12 +11,13 @@ import logging
 import threading
 import urllib.parse
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import openstack.config
 import openstack.exceptions
+import requests
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import session as ksa_session
 from novaclient import api_versions
@@ -39,6 +40,15 @@ _FAILURES: tuple[type[BaseException], ...] = (
     KeyError,
     AttributeError,
 )
+
+
+#: Told of every upstream response: (service, target, method, status, seconds).
+#: status is "error" when no response came (connection refused, timeout).
+Observer = Callable[[str, str, str, str, float], None]
+
+
+def _ignore(service: str, target: str, method: str, status: str, seconds: float) -> None:
+    """The default observer."""
 
 
 class UpstreamError(Exception):
@@ -84,6 +94,9 @@ class Compute(Protocol):
     def microversion(self) -> str:
         """Return the negotiated compute microversion."""
 
+    def ping_identity(self) -> None:
+        """Raise UpstreamError unless Keystone answers (cheap, no token issued)."""
+
 
 class NovaTarget:
     """One cloud/region: a keystoneauth Session reused for every request."""
@@ -96,6 +109,7 @@ class NovaTarget:
         session: ksa_session.Session,
         interface: str,
         retries: int,
+        observe: Observer = _ignore,
     ) -> None:
         self.cloud = cloud
         self.region = region
@@ -103,8 +117,15 @@ class NovaTarget:
         self._session = session
         self._interface = interface
         self._retries = retries
+        self._observe = observe
         self._client: Any = None
         self._lock = threading.Lock()
+        self.endpoint: str | None = None
+        self.offered_microversion: str | None = None
+        auth_url = str(getattr(session.auth, "auth_url", "") or "")
+        self._identity_url = auth_url.rstrip("/")
+        self._identity_prefix = self._identity_url.removesuffix("/v3").removesuffix("/v2.0")
+        session.session.hooks["response"].append(self._on_response)
 
     # -- public interface -------------------------------------------------
 
@@ -155,6 +176,28 @@ class NovaTarget:
         """Return the compute microversion this target talks."""
         return str(self._nova().api_version.get_string())
 
+    def ping_identity(self) -> None:
+        """Raise UpstreamError unless Keystone answers its version document."""
+        try:
+            self._session.get(self._identity_url, authenticated=False, connect_retries=0)
+        except _FAILURES as ex:
+            raise self._error("Keystone version discovery", ex) from ex
+
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        url = response.request.url or ""
+        service = (
+            "identity"
+            if self._identity_prefix and url.startswith(self._identity_prefix)
+            else "compute"
+        )
+        self._observe(
+            service,
+            self.name,
+            response.request.method or "GET",
+            str(response.status_code),
+            response.elapsed.total_seconds(),
+        )
+
     # -- internals ----------------------------------------------------------
 
     def _list_page(self, params: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
@@ -183,8 +226,13 @@ class NovaTarget:
         except _FAILURES as ex:
             raise self._error("compute version discovery", ex) from ex
         if data is None or data.max_microversion is None:
-            raise UpstreamError(self.name, "compute endpoint offers no microversions")
+            where = data.url if data is not None else "the catalog's compute endpoint"
+            raise UpstreamError(
+                self.name,
+                f"compute version discovery failed at {where}: unreachable, or no microversions",
+            )
         offered = api_versions.APIVersion(f"{data.max_microversion[0]}.{data.max_microversion[1]}")
+        self.endpoint, self.offered_microversion = data.url, offered.get_string()
         if offered >= WANTED_MICROVERSION:
             return self._make_client(WANTED_MICROVERSION)
         log.warning(
@@ -209,6 +257,12 @@ class NovaTarget:
     def _error(self, what: str, ex: BaseException) -> UpstreamError:
         status = getattr(ex, "http_status", None) or getattr(ex, "code", None)
         status = status if isinstance(status, int) else None
+        if isinstance(ex, ksa_exc.ConnectionError):
+            text = str(ex)
+            service = (
+                "identity" if self._identity_prefix and self._identity_prefix in text else "compute"
+            )
+            self._observe(service, self.name, "", "error", 0.0)
         return UpstreamError(self.name, f"{what} failed: {describe(ex)}", status=status)
 
 
@@ -225,7 +279,7 @@ def describe(ex: BaseException) -> str:
     return f"unexpected answer ({name})"
 
 
-def build_targets(settings: Settings, environ: Mapping[str, str] | None = None) -> list[NovaTarget]:
+def build_targets(settings: Settings, observe: Observer = _ignore) -> list[NovaTarget]:
     """Create one NovaTarget per configured cloud/region; no network I/O."""
     # NOTE: openstacksdk warns about InfluxDB metrics support for every cloud
     # region it builds, whether or not metrics are configured. Not ours to act on.
@@ -234,7 +288,7 @@ def build_targets(settings: Settings, environ: Mapping[str, str] | None = None) 
     targets: list[NovaTarget] = []
     for spec in settings.targets:
         for region in _regions(loader, spec):
-            targets.append(_target(loader, spec.cloud, region, settings))
+            targets.append(_target(loader, spec.cloud, region, settings, observe))
     return targets
 
 
@@ -257,7 +311,11 @@ def _regions(loader: openstack.config.OpenStackConfig, spec: TargetSpec) -> list
 
 
 def _target(
-    loader: openstack.config.OpenStackConfig, cloud: str, region: str | None, settings: Settings
+    loader: openstack.config.OpenStackConfig,
+    cloud: str,
+    region: str | None,
+    settings: Settings,
+    observe: Observer,
 ) -> NovaTarget:
     try:
         config = loader.get_one(cloud=cloud, region_name=region or "")
@@ -282,4 +340,5 @@ def _target(
         session=session,
         interface=interface,
         retries=settings.retries,
+        observe=observe,
     )

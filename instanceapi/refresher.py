@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from instanceapi.checker import TargetChecker
+from instanceapi.metrics import Metrics
 from instanceapi.openstack import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,10 @@ class Refresher:
         interval: float = 15.0,
         max_backoff: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self._targets = tuple(targets)
+        self._metrics = metrics
         self._interval = interval
         self._max_backoff = max_backoff
         self._clock = clock
@@ -65,9 +68,13 @@ class Refresher:
 
     def _refresh(self, target: TargetChecker) -> float:
         started = time.perf_counter()
+        target.check_identity()
+        name = target.target.name
         try:
             target.refresh_index()
         except UpstreamError as ex:
+            if self._metrics:
+                self._metrics.refresh_failures.labels(name).inc()
             delay = min(self._interval * 2 ** (target.index.failures - 1), self._max_backoff)
             log.warning(
                 "%s: index refresh failed (%d in a row), keeping the last good index, "
@@ -78,6 +85,9 @@ class Refresher:
                 ex.reason,
             )
             return delay
+        if self._metrics:
+            self._metrics.index_size.labels(name).set(len(target.index))
+            self._metrics.index_success.labels(name).set(time.time())
         log.debug(
             "%s: index refreshed: %d servers in %.2fs",
             target.target.name,

@@ -74,6 +74,8 @@ class Verdict:
         if self.presence is Presence.ABSENT:
             where = ", ".join(sorted({s.target for s in self.sightings}))
             return f"Instance {self.uuid} does not exist in any configured cloud ({where})."
+        if self.source == "overloaded":
+            return f"Instance {self.uuid} could not be checked: the service is overloaded; retry."
         reason = found.detail if found else "no cloud could be asked"
         return f"Instance {self.uuid} could not be checked: {reason}"
 

@@ -97,6 +97,10 @@ class VisibilityTracker:
         self._current = Visibility(Rule.NONE, "all-project visibility not established yet", -1.0)
         self._next_probe = 0.0
 
+    def peek(self) -> Visibility:
+        """Return the rule in force without probing."""
+        return self._current
+
     def current(self) -> Visibility:
         """Return the rule in force, probing first when it is due."""
         with self._lock:

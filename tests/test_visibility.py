@@ -7,7 +7,8 @@ from falcon import testing
 
 from instanceapi.app import create_app
 from instanceapi.checker import Checker, TargetChecker
-from tests.fakes import FakeCloud, new_uuid
+from instanceapi.refresher import Refresher
+from tests.fakes import FakeCloud, checker_for, new_uuid
 from tests.test_check import SETTINGS, client_for
 
 OTHER_PROJECT = "0" * 32
@@ -143,16 +144,26 @@ def test_failed_probe_before_visibility_is_established_is_500(requests_mock):
     assert "not established yet" in result.json["detail"]
 
 
+def ready_client(*clouds: FakeCloud) -> testing.TestClient:
+    """A client whose targets had one refresher cycle (what /readyz reports on)."""
+    checker = checker_for(*clouds)
+    Refresher(checker.targets).run_once()
+    return testing.TestClient(create_app(SETTINGS, checker=checker))
+
+
 def test_readiness_reports_each_target(requests_mock):
     good = FakeCloud(requests_mock, region="RegionOne")
     bad = FakeCloud(requests_mock, region="RegionTwo", roles=MEMBER)
     bad.fail(r".*keystone\.cloud-regiontwo.*", status_code=500, text="down")
-    result = client_for(good, bad).simulate_get("/readyz")
+    result = ready_client(good, bad).simulate_get("/readyz")
     assert result.status_code == 503
     states = {t["target"]: t["ready"] for t in result.json["targets"]}
     assert states == {"cloud/RegionOne": True, "cloud/RegionTwo": False}
-    assert client_for(good).simulate_get("/readyz").status_code == 200
+    assert "Keystone" in result.json["targets"][1]["reason"]
+    assert ready_client(good).simulate_get("/readyz").status_code == 200
     blind = FakeCloud(requests_mock, region="RegionThree", roles=MEMBER)
-    assert client_for(blind).simulate_get("/readyz").json["targets"][0]["rule"] == "none"
-    assert client_for(blind).simulate_get("/readyz").status_code == 503
+    answer = ready_client(blind).simulate_get("/readyz")
+    assert answer.json["targets"][0]["rule"] == "none"
+    assert answer.status_code == 503
+    assert client_for(good).simulate_get("/readyz").status_code == 503  # nothing checked yet
     assert client_for(good).simulate_get("/healthz").json == {"status": "ok"}

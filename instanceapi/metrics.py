@@ -1,0 +1,91 @@
+"""Every metric, defined once; rendered from this process or from all Gunicorn workers.
+
+Under Gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set (by gunicorn_conf, or by the
+systemd unit) before the workers start: each worker writes its values to files
+there, and a scrape reads them all through a registry built for that scrape
+(prometheus_client's multiprocess recipe). Without it, the app's own registry
+is rendered (tests, ``instanceapi check``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The service's metrics, registered in `registry` (a fresh one by default)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.checks = Counter(
+            "instanceapi_checks_total",
+            "UUID checks answered, by HTTP answer and by where the answer came from.",
+            ["answer", "source"],
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            "instanceapi_upstream_requests_total",
+            "Requests sent to OpenStack, by service, "
+            'target and HTTP status ("error": no response).',
+            ["service", "target", "status"],
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "instanceapi_upstream_request_duration_seconds",
+            "Time OpenStack took to answer.",
+            ["service", "target"],
+            buckets=_UPSTREAM_BUCKETS,
+            registry=r,
+        )
+        self.token_renewals = Counter(
+            "instanceapi_token_renewals_total", "Keystone tokens obtained.", ["target"], registry=r
+        )
+        self.index_size = Gauge(
+            "instanceapi_index_servers",
+            "Servers in the index (largest of the workers).",
+            ["target"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.index_success = Gauge(
+            "instanceapi_index_last_success_timestamp_seconds",
+            "When the index last refreshed "
+            "successfully (oldest of the workers); age = time() - this.",
+            ["target"],
+            multiprocess_mode="min",
+            registry=r,
+        )
+        self.refresh_failures = Counter(
+            "instanceapi_index_refresh_failures_total",
+            "Index refreshes that failed.",
+            ["target"],
+            registry=r,
+        )
+        self.overloaded = Counter(
+            "instanceapi_overloaded_total",
+            "Checks refused with 503 because every upstream lookup slot was busy.",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """Return the Prometheus text exposition of every worker (or of this process)."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return bytes(generate_latest(registry))
+        return bytes(generate_latest(self.registry))

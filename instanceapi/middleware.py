@@ -1,0 +1,97 @@
+"""Falcon middleware: request ids, and who may ask."""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import ipaddress
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import falcon
+
+from instanceapi.config import Network
+from instanceapi.logs import request_id
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: Seconds spent waiting on OpenStack during the current request, by call.
+upstream_seconds: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "upstream_seconds", default=None
+)
+
+
+class RequestContext:
+    """Take the caller's X-Request-ID (or make one), echo it, and stamp logs with it."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Bind the request id and an upstream-time tally to this request's context."""
+        given = req.get_header(REQUEST_ID_HEADER) or ""
+        # Only a harmless id is echoed and logged: no log injection through headers.
+        rid = given if _SAFE_ID.fullmatch(given) else uuid.uuid4().hex
+        req.context.request_id = rid
+        req.context.tokens = (request_id.set(rid), upstream_seconds.set([]))
+        resp.set_header(REQUEST_ID_HEADER, rid)
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        """Unbind what process_request bound."""
+        tokens = getattr(req.context, "tokens", None)
+        if tokens:
+            request_id.reset(tokens[0])
+            upstream_seconds.reset(tokens[1])
+
+
+def add_upstream_time(seconds: float) -> None:
+    """Add an upstream call's duration to the current request's tally (if any)."""
+    tally = upstream_seconds.get()
+    if tally is not None:
+        tally.append(seconds)
+
+
+class AccessControl:
+    """Refuse callers outside the allowed networks (403) or without a valid token (401)."""
+
+    def __init__(
+        self,
+        tokens: Sequence[str],
+        networks: Sequence[Network],
+        open_paths: Sequence[str] = ("/healthz",),
+    ) -> None:
+        self._tokens = [t.encode() for t in tokens]
+        self._networks = tuple(networks)
+        self._open_paths = frozenset(open_paths)
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Raise 403/401 unless the caller may ask; liveness stays open."""
+        if req.path in self._open_paths:
+            return
+        if self._networks and not self._address_allowed(req.remote_addr):
+            raise falcon.HTTPForbidden(
+                title="Forbidden", description="this client address may not ask"
+            )
+        if self._tokens and not self._token_valid(req.get_header("Authorization") or ""):
+            raise falcon.HTTPUnauthorized(
+                title="Unauthorized",
+                description="a valid bearer token is required",
+                challenges=['Bearer realm="instanceapi"'],
+            )
+
+    def _address_allowed(self, address: str | None) -> bool:
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(ip in network for network in self._networks)
+
+    def _token_valid(self, header: str) -> bool:
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            return False
+        candidate = given.strip().encode()
+        # Compare with every token, in constant time each: no early exit to time.
+        matches = [hmac.compare_digest(candidate, token) for token in self._tokens]
+        return any(matches)

@@ -1,0 +1,193 @@
+"""Operations: request ids, logs, metrics, access control, overload, secrets (in-process)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import pytest
+import requests
+from falcon import testing
+
+from instanceapi import logs
+from instanceapi.app import create_app, upstream_observer
+from instanceapi.checker import Checker, TargetChecker
+from instanceapi.config import Settings, TargetSpec
+from instanceapi.metrics import Metrics
+from tests.fakes import PASSWORD, FakeCloud, new_uuid
+
+TOKEN = "t0ken-for-the-satellite-team-0123456789"
+
+
+def app_for(cloud: FakeCloud, *, settings: Settings | None = None, **checker_kwargs):
+    metrics = Metrics()
+    target = cloud.target()
+    target._observe = upstream_observer(metrics)  # what build_checker wires in production
+    checker = Checker([TargetChecker(target)], **checker_kwargs)
+    settings = settings or Settings(targets=(TargetSpec("cloud"),))
+    return testing.TestClient(create_app(settings, checker=checker, metrics=metrics)), metrics
+
+
+@pytest.fixture
+def cloud(requests_mock):
+    return FakeCloud(requests_mock)
+
+
+def test_request_id_is_taken_echoed_and_logged(cloud, caplog):
+    caplog.handler.addFilter(logs.RequestIdFilter())
+    caplog.set_level(logging.INFO)
+    client, _ = app_for(cloud)
+    uuid = cloud.add()
+    answer = client.simulate_get(f"/check/{uuid}", headers={"X-Request-ID": "sat-run-42.7"})
+    assert answer.headers["X-Request-ID"] == "sat-run-42.7"
+    check_lines = [r for r in caplog.records if r.getMessage().startswith("check uuid=")]
+    assert [r.request_id for r in check_lines] == ["sat-run-42.7"]
+    assert "answer=200 source=live" in check_lines[0].getMessage()
+    assert "upstream=" in check_lines[0].getMessage()
+
+
+def test_unsafe_or_missing_request_id_is_replaced(cloud):
+    client, _ = app_for(cloud)
+    hostile = client.simulate_get("/healthz", headers={"X-Request-ID": "a\nforged log line"})
+    generated = client.simulate_get("/healthz")
+    for answer in (hostile, generated):
+        assert len(answer.headers["X-Request-ID"]) == 32
+        assert answer.headers["X-Request-ID"].isalnum()
+
+
+def test_json_log_format(cloud, capsys):
+    logs.configure("INFO", "json")
+    try:
+        client, _ = app_for(cloud)
+        client.simulate_get(f"/check/{cloud.add()}", headers={"X-Request-ID": "abc"})
+    finally:
+        logs.configure("WARNING", "plain")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    check = next(line for line in lines if line["message"].startswith("check uuid="))
+    assert check["request_id"] == "abc"
+    assert {"time", "level", "logger"} <= check.keys()
+
+
+def test_bearer_token_is_required_but_health_stays_open(cloud):
+    settings = Settings(targets=(TargetSpec("cloud"),), api_tokens=(TOKEN,))
+    client, _ = app_for(cloud, settings=settings)
+    uuid = cloud.add()
+    assert client.simulate_get("/healthz").status_code == 200
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+    ):
+        answer = client.simulate_get(f"/check/{uuid}", headers=headers)
+        assert answer.status_code == 401
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "Instance-Exists" not in answer.headers
+    assert client.simulate_post("/check", json={"uuids": [uuid]}).status_code == 401
+    assert client.simulate_get("/metrics").status_code == 401
+    ok = client.simulate_get(f"/check/{uuid}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200
+
+
+def test_address_allowlist(cloud):
+    import ipaddress
+
+    settings = Settings(
+        targets=(TargetSpec("cloud"),), allow_networks=(ipaddress.ip_network("10.1.0.0/16"),)
+    )
+    client, _ = app_for(cloud, settings=settings)
+    uuid = cloud.add()
+    assert client.simulate_get(f"/check/{uuid}", remote_addr="10.1.2.3").status_code == 200
+    refused = client.simulate_get(f"/check/{uuid}", remote_addr="192.0.2.7")
+    assert refused.status_code == 403
+    assert client.simulate_get("/healthz", remote_addr="192.0.2.7").status_code == 200
+
+
+def test_overload_is_503_never_404(cloud):
+    uuid = cloud.add()
+    client, _ = app_for(cloud, max_live_lookups=1, slot_wait=0.05)
+    client.simulate_get(f"/check/{new_uuid()}")  # session, visibility: established
+    release = threading.Event()
+
+    def slow(request, context):
+        release.wait(5)
+        return {"server": cloud.servers[uuid]}
+
+    cloud.mocker.get(f"{cloud.compute_url}/servers/{uuid}", json=slow)
+    holder = threading.Thread(target=client.simulate_get, args=(f"/check/{uuid}",))
+    holder.start()
+    time.sleep(0.2)
+    try:
+        refused = client.simulate_get(f"/check/{new_uuid()}")
+        bulk = client.simulate_post("/check", json={"uuids": [new_uuid()]})
+    finally:
+        release.set()
+        holder.join(5)
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.headers["Instance-Exists"] == "unknown"
+    assert bulk.json["results"][0]["code"] == 503
+    assert bulk.json["results"][0]["exists"] is None
+    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404  # recovered
+
+
+def test_metrics_count_checks_upstream_calls_and_tokens(cloud):
+    client, _ = app_for(cloud)
+    uuid = cloud.add()
+    client.simulate_get(f"/check/{uuid}")
+    client.simulate_get(f"/check/{new_uuid()}")
+    client.simulate_get("/check/nonsense")
+    text = client.simulate_get("/metrics").text
+    assert 'instanceapi_checks_total{answer="200",source="live"} 1.0' in text
+    assert 'instanceapi_checks_total{answer="404",source="live"} 1.0' in text
+    assert 'instanceapi_checks_total{answer="400",source="input"} 1.0' in text
+    assert 'instanceapi_token_renewals_total{target="cloud/RegionOne"} 1.0' in text
+    assert (
+        'instanceapi_upstream_requests_total{service="compute",status="200",'
+        'target="cloud/RegionOne"}'
+    ) in text
+    assert "instanceapi_upstream_request_duration_seconds_bucket" in text
+
+
+def test_connection_errors_are_counted(cloud):
+    client, _ = app_for(cloud)
+    client.simulate_get(f"/check/{new_uuid()}")
+    cloud.fail(r".*nova.*/servers/", exc=requests.exceptions.ConnectionError("refused"))
+    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 500
+    text = client.simulate_get("/metrics").text
+    assert 'service="compute",status="error"' in text
+
+
+def test_secrets_never_leak(requests_mock, caplog):
+    caplog.set_level(logging.DEBUG)
+    cloud = FakeCloud(requests_mock)
+    subject_token = "gAAAAA-very-secret-token-value-1234567890"
+    cloud.mocker.post(
+        f"{cloud.auth_url}/auth/tokens",
+        json=cloud._token,
+        status_code=201,
+        headers={"X-Subject-Token": subject_token},
+    )
+    client, _ = app_for(cloud)
+    answers = [
+        client.simulate_get(f"/check/{cloud.add()}"),
+        client.simulate_get(f"/check/{new_uuid()}"),
+    ]
+    cloud.fail(
+        r".*/auth/tokens",
+        status_code=401,
+        json={
+            "error": {"code": 401, "message": "The request you have made requires authentication."}
+        },
+    )
+    cloud.fail(r".*nova.*/servers/[0-9a-f-]{36}$", status_code=401, json={"error": {}})
+    answers.append(client.simulate_get(f"/check/{new_uuid()}"))
+    answers.append(client.simulate_get("/metrics"))
+    assert answers[-2].status_code == 500
+    sent = [r for r in requests_mock.request_history if r.method == "POST"]
+    assert PASSWORD in sent[0].text  # the fake really received it...
+    for text in [caplog.text, *(a.text for a in answers)]:
+        assert PASSWORD not in text  # ...and it is nowhere else
+        assert subject_token not in text
