@@ -5,6 +5,7 @@ Exit statuses:
               (or the configuration is invalid), 3 the input is not a UUID.
   ``serve``:  Gunicorn's own (2 for an invalid configuration).
   ``demo``:   0 after Ctrl-C, 1 if the demo could not start.
+  ``doctor``: 0 all well, 1 a problem with a target, 2 invalid configuration.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--servers", type=int, default=0, help="extra ACTIVE servers to add")
     demo.set_defaults(handler=run_demo)
 
+    doctor = commands.add_parser("doctor", help="check the configuration and every cloud/region")
+    doctor.set_defaults(handler=run_doctor)
+
     _register_optional(commands)
     return parser
 
@@ -110,6 +114,13 @@ def run_serve(args: argparse.Namespace) -> int:
     ]
     os.execv(sys.executable, command)  # noqa: S606 - exec keeps the PID for systemd
     return 0  # pragma: no cover
+
+
+def run_doctor(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """Check the configuration and every target; print a report."""
+    from instanceapi import doctor
+
+    return doctor.run(os.environ if environ is None else environ, sys.stdout)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_tool
 from tests.test_reap_e2e import UUID, FakeService, serve
 
 SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "satellite" / "instanceapi-cleanup.sh"
@@ -120,8 +121,7 @@ def absent_lines(out: str) -> set[str]:
 
 
 def test_shellcheck_is_clean():
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck, "install shellcheck (apt-get install shellcheck) to lint the script"
+    shellcheck = require_tool("shellcheck")
     assert subprocess.run([shellcheck, str(SCRIPT)], check=False).returncode == 0
 
 

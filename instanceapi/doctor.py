@@ -1,0 +1,126 @@
+"""``instanceapi doctor``: check the configuration and every target, step by step.
+
+For each cloud/region: authenticate, discover the compute endpoint and its
+microversions, prove (or fail to prove) all-project visibility, and count the
+servers of every project. Prints a readable report; exit 0 only if all is well.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TextIO
+
+from instanceapi.checker import lists_unreachable_cells
+from instanceapi.config import ConfigError, Settings
+from instanceapi.openstack import NovaTarget, UpstreamError, build_targets
+from instanceapi.visibility import Rule, probe
+
+EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG = 0, 1, 2
+_HINTS = {
+    401: "the credentials were refused: check the password or application credential "
+    "(and, for an application credential, its access rules)",
+    403: "the credentials may not do this: the service needs the admin role (see the "
+    "README's least-privilege section)",
+}
+
+
+class Report:
+    """Collects ✓/✗ lines and remembers whether anything failed."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.problems = 0
+
+    def ok(self, text: str) -> None:
+        """Print a passing line."""
+        print(f"  ✓ {text}", file=self.out)
+
+    def note(self, text: str) -> None:
+        """Print a line that is worth knowing but not a problem."""
+        print(f"  ! {text}", file=self.out)
+
+    def fail(self, text: str) -> None:
+        """Print a failing line and count it."""
+        self.problems += 1
+        print(f"  ✗ {text}", file=self.out)
+
+
+def run(environ: Mapping[str, str], out: TextIO) -> int:
+    """Check everything; return the exit status."""
+    try:
+        settings = Settings.from_env(environ)
+        targets = build_targets(settings)
+    except ConfigError as ex:
+        print(f"✗ configuration: {ex}", file=out)
+        return EXIT_CONFIG
+    print(
+        f"✓ configuration: {len(targets)} target(s), timeout {settings.timeout:g}s, "
+        f"{settings.retries} retries",
+        file=out,
+    )
+    report = Report(out)
+    for target in targets:
+        print(f"\n{target.name}", file=out)
+        check_target(target, report)
+    verdict = "no problems" if not report.problems else f"{report.problems} problem(s)"
+    print(f"\n{verdict} found", file=out)
+    return EXIT_OK if not report.problems else EXIT_PROBLEM
+
+
+def check_target(target: NovaTarget, report: Report) -> None:
+    """Run each step for one target; stop at the first step the others depend on."""
+    steps: list[Callable[[NovaTarget, Report], None]] = [
+        _authenticate,
+        _compute,
+        _visibility,
+        _count,
+    ]
+    for step in steps:
+        before = report.problems
+        try:
+            step(target, report)
+        except UpstreamError as ex:
+            hint = _HINTS.get(ex.status or 0, "")
+            report.fail(ex.reason + (f": {hint}" if hint else ""))
+        if report.problems > before:
+            return
+
+
+def _authenticate(target: NovaTarget, report: Report) -> None:
+    me = target.identity()
+    report.ok(f"authenticated: project {me.project_id}, roles {', '.join(sorted(me.roles))}")
+
+
+def _compute(target: NovaTarget, report: Report) -> None:
+    version = target.microversion()
+    report.ok(
+        f"compute endpoint {target.endpoint}: microversions up to "
+        f"{target.offered_microversion}, using {version}"
+    )
+    if not lists_unreachable_cells(version):
+        report.note(
+            "below 2.69, listings omit servers of unreachable cells: only Nova's "
+            "own answer by id can prove absence here"
+        )
+
+
+def _visibility(target: NovaTarget, report: Report) -> None:
+    seen = probe(target, time.time())
+    if seen.rule is Rule.BY_ID:
+        report.ok(f"sees every project's servers by id: {seen.reason}")
+    elif seen.rule is Rule.LISTING:
+        report.note(f"absence is decided from the all-project listing only: {seen.reason}")
+    else:
+        report.fail(f"cannot prove absence (every absent UUID would answer 500): {seen.reason}")
+
+
+def _count(target: NovaTarget, report: Report) -> None:
+    started = time.perf_counter()
+    total = pages = 0
+    for page in target.list_servers():
+        total += len(page)
+        pages += 1
+    report.ok(
+        f"{total} servers in all projects ({pages} page(s), {time.perf_counter() - started:.1f}s)"
+    )

@@ -1,0 +1,158 @@
+"""Operations end to end: metrics across workers, readiness, doctor, the systemd unit."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from instanceapi import doctor
+from instanceapi.testing import SimulatedCloud, seed_demo
+from instanceapi.testing.harness import ServiceProcess
+from tests.conftest import require_tool
+from tests.fakes import new_uuid
+from tests.test_ops import TOKEN
+
+UNIT = Path(__file__).parent.parent / "deploy" / "systemd" / "instanceapi.service"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    with SimulatedCloud() as cloud:
+        seed_demo(cloud)
+        yield cloud
+
+
+def env_for(cloud, tmp_path, **extra):
+    clouds_yaml = cloud.write_clouds_yaml(tmp_path / "clouds.yaml", cloud_name="demo")
+    return {
+        "OS_CLIENT_CONFIG_FILE": str(clouds_yaml),
+        "INSTANCEAPI_CLOUDS": "demo",
+        "INSTANCEAPI_TIMEOUT": "2",
+        "INSTANCEAPI_RETRIES": "0",
+        **extra,
+    }
+
+
+def wait_for(url, status, timeout=30.0, **kwargs):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = requests.get(url, timeout=10, **kwargs)
+        if answer.status_code == status:
+            return answer
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered {status}")
+
+
+def metric_total(text: str, name: str) -> float:
+    return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M))
+
+
+def test_metrics_count_checks_from_both_workers(cloud, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# the Satellite team\n{TOKEN}\n")
+    metrics_dir = tmp_path / "metrics"
+    env = env_for(
+        cloud,
+        tmp_path,
+        INSTANCEAPI_TOKEN_FILE=str(tokens),
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    )
+    with ServiceProcess(env, workers=2, ready_path="/healthz") as service:
+        assert requests.get(f"{service.url}/check/{new_uuid()}", timeout=10).status_code == 401
+        server = cloud.add_server(project="beta")
+        for _ in range(40):  # a new connection each: both workers take some
+            answer = requests.get(f"{service.url}/check/{server.id}", headers=AUTH, timeout=10)
+            assert answer.status_code == 200
+        text = requests.get(f"{service.url}/metrics", headers=AUTH, timeout=10).text
+    counter_files = sorted(p.name for p in metrics_dir.glob("counter_*.db"))
+    assert len(counter_files) == 2, counter_files  # two workers wrote counts
+    assert metric_total(text, "instanceapi_checks_total") == 40
+    assert metric_total(text, "instanceapi_token_renewals_total") >= 2  # one per worker
+
+
+def test_readiness_follows_keystone(cloud, tmp_path):
+    env = env_for(cloud, tmp_path, INSTANCEAPI_REFRESH_INTERVAL="1")
+    with ServiceProcess(env, ready_path="/readyz") as service:
+        cloud.fault("keystone", down=True)
+        try:
+            down = wait_for(f"{service.url}/readyz", 503)
+            assert "Keystone" in down.json()["targets"][0]["reason"]
+        finally:
+            cloud.clear_faults()
+        wait_for(f"{service.url}/readyz", 200)
+
+
+def doctor_env(cloud, tmp_path, monkeypatch):
+    """Settings for doctor; OpenStack credentials come from the process environment."""
+    env = env_for(cloud, tmp_path)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", env["OS_CLIENT_CONFIG_FILE"])
+    return env
+
+
+def test_doctor_clean_report(cloud, tmp_path, monkeypatch):
+    out = io.StringIO()
+    status = doctor.run(doctor_env(cloud, tmp_path, monkeypatch), out)
+    assert status == 0, out.getvalue()
+    assert "sees every project's servers by id" in out.getvalue()
+    assert "no problems found" in out.getvalue()
+
+
+def test_doctor_wrong_password(cloud, tmp_path, monkeypatch):
+    env = doctor_env(cloud, tmp_path, monkeypatch)
+    path = Path(env["OS_CLIENT_CONFIG_FILE"])
+    path.write_text(path.read_text().replace(cloud.password("admin"), "wrong-password"))
+    out = io.StringIO()
+    assert doctor.run(env, out) == 1
+    assert "HTTP 401" in out.getvalue()
+    assert "check the password or application credential" in out.getvalue()
+    assert "wrong-password" not in out.getvalue()
+
+
+def test_doctor_names_an_invalid_setting(tmp_path):
+    out = io.StringIO()
+    assert doctor.run({"INSTANCEAPI_CLOUDS": "demo", "INSTANCEAPI_RETRIES": "many"}, out) == 2
+    assert "INSTANCEAPI_RETRIES" in out.getvalue()
+
+
+def installed_unit(tmp_path: Path) -> Path:
+    """The unit as shipped, but starting this checkout's installed console script."""
+    script = Path(sys.executable).with_name("instanceapi")
+    text = UNIT.read_text().replace("/opt/instanceapi/bin/instanceapi", str(script))
+    path = tmp_path / UNIT.name
+    path.write_text(text)
+    return path
+
+
+def test_systemd_unit_verifies(tmp_path):
+    analyze = require_tool("systemd-analyze")
+    done = subprocess.run(
+        [analyze, "verify", str(installed_unit(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_systemd_unit_security_score(tmp_path):
+    analyze = require_tool("systemd-analyze")
+    done = subprocess.run(
+        [analyze, "security", "--offline=yes", "--threshold=20", str(installed_unit(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    score = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
+    assert score, done.stdout + done.stderr
+    assert float(score.group(1)) <= 2.0
+    assert done.returncode == 0
