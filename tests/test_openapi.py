@@ -150,6 +150,7 @@ def conforms(method: str, template: str, response: requests.Response) -> None:
     described = operation.definition.raw["responses"]
     status = str(response.status_code)
     assert status in described, f"{method} {template}: {status} is not described"
+    assert re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", response.headers["X-Request-ID"])
     for name, header in described[status].get("headers", {}).items():
         if header.get("required"):
             assert name in response.headers, f"{method} {template} {status}: no {name} header"
@@ -216,6 +217,36 @@ def test_the_served_document_is_the_packaged_one(service) -> None:
     response = requests.get(f"{service.url}/openapi.json", timeout=30)
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json() == DOCUMENT
+
+
+def test_metrics_conform(service) -> None:
+    response = requests.get(f"{service.url}/metrics", timeout=30)
+    assert response.status_code == 200
+    assert re.match(r"text/plain; version=(0\.0\.4|1\.0\.0)", response.headers["Content-Type"])
+    conforms("GET", "/metrics", response)
+
+
+def test_refusals_of_a_guarded_service_conform(cloud, demo, tmp_path) -> None:
+    token = "t0ken-for-the-openapi-test-0123456789"
+    (tmp_path / "tokens").write_text(f"# test token\n{token}\n")
+    env = {
+        "OS_CLIENT_CONFIG_FILE": str(cloud.write_clouds_yaml(tmp_path / "clouds.yaml")),
+        "INSTANCEAPI_CLOUDS": "demo",
+        "INSTANCEAPI_TOKEN_FILE": str(tmp_path / "tokens"),
+    }
+    with ServiceProcess(env, workers=1) as guarded:
+        path = f"/check/{demo['existing'][0]}"
+        refused = requests.get(guarded.url + path, timeout=30)
+        assert refused.status_code == 401
+        assert "Instance-Exists" not in refused.headers
+        conforms("GET", "/check/{uuid}", refused)
+        wrong = requests.get(guarded.url + path, headers={"Authorization": "Bearer x"}, timeout=30)
+        assert wrong.status_code == 401
+        allowed = {"Authorization": f"Bearer {token}"}
+        answer = requests.get(guarded.url + path, headers=allowed, timeout=30)
+        assert answer.status_code == 200
+        conforms("GET", "/check/{uuid}", answer)
+        assert requests.get(guarded.url + "/healthz", timeout=30).status_code == 200
 
 
 # -- schemathesis against the running service ---------------------------------------------
