@@ -9,8 +9,9 @@ import falcon
 
 from instanceapi import logs
 from instanceapi.bulk import BulkCheckResource
-from instanceapi.checker import Checker, Overloaded, TargetChecker
+from instanceapi.checker import Checker, Overloaded
 from instanceapi.config import Settings
+from instanceapi.errors import overloaded, serialize_error
 from instanceapi.metrics import Metrics
 from instanceapi.middleware import AccessControl, RequestContext, add_upstream_time
 from instanceapi.openapi import OpenAPIResource
@@ -23,8 +24,8 @@ from instanceapi.resources import (
     MetricsResource,
     MissingUUIDResource,
     ReadyResource,
-    overloaded,
 )
+from instanceapi.target import TargetChecker
 
 
 def create_app(
@@ -40,6 +41,7 @@ def create_app(
         ]
     )
     app.req_options.strip_url_path_trailing_slash = True
+    app.set_error_serializer(serialize_error)
     app.add_error_handler(Overloaded, overloaded)
     app.add_route("/check/{raw}", CheckResource(checker, metrics))
     app.add_route("/check", MissingUUIDResource(BulkCheckResource(checker, metrics), metrics))

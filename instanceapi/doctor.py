@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
-from instanceapi.checker import lists_unreachable_cells
 from instanceapi.config import ConfigError, Settings
 from instanceapi.openstack import NovaTarget, UpstreamError, build_targets
+from instanceapi.target import lists_unreachable_cells
 from instanceapi.visibility import Rule, probe
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG = 0, 1, 2

@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from instanceapi.checker import TargetChecker
 from instanceapi.metrics import Metrics
 from instanceapi.openstack import UpstreamError
+from instanceapi.target import TargetChecker
 
 log = logging.getLogger(__name__)
 

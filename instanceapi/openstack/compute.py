@@ -1,8 +1,7 @@
-"""The one door to OpenStack: Keystone sessions and Nova lookups per target.
+"""One cloud/region of Nova, behind a keystoneauth1 session: lookups and listings.
 
-This is the only module that imports keystoneauth1, novaclient and openstacksdk.
-Everything above it sees plain dicts, ``None`` for "Nova answered 404", and
-``UpstreamError`` for every other outcome.
+Everything above this package sees plain dicts, ``None`` for "Nova answered 404",
+and ``UpstreamError`` for every other outcome.
 """
 
 from __future__ import annotations
@@ -10,21 +9,16 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.parse
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import openstack.config
-import openstack.exceptions
 import requests
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import session as ksa_session
 from novaclient import api_versions
 from novaclient import client as nova_client
 from novaclient import exceptions as nova_exc
-
-from instanceapi.config import ConfigError, Settings, TargetSpec
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +41,7 @@ _FAILURES: tuple[type[BaseException], ...] = (
 Observer = Callable[[str, str, str, str, float], None]
 
 
-def _ignore(service: str, target: str, method: str, status: str, seconds: float) -> None:
+def ignore(service: str, target: str, method: str, status: str, seconds: float) -> None:
     """The default observer."""
 
 
@@ -109,7 +103,7 @@ class NovaTarget:
         session: ksa_session.Session,
         interface: str,
         retries: int,
-        observe: Observer = _ignore,
+        observe: Observer = ignore,
     ) -> None:
         self.cloud = cloud
         self.region = region
@@ -277,68 +271,3 @@ def describe(ex: BaseException) -> str:
     if isinstance(ex, ksa_exc.EndpointNotFound):
         return "no compute endpoint for this region/interface in the catalog"
     return f"unexpected answer ({name})"
-
-
-def build_targets(settings: Settings, observe: Observer = _ignore) -> list[NovaTarget]:
-    """Create one NovaTarget per configured cloud/region; no network I/O."""
-    # NOTE: openstacksdk warns about InfluxDB metrics support for every cloud
-    # region it builds, whether or not metrics are configured. Not ours to act on.
-    warnings.filterwarnings("ignore", message="Support for InfluxDB")
-    loader = openstack.config.OpenStackConfig(load_envvars=True)
-    targets: list[NovaTarget] = []
-    for spec in settings.targets:
-        for region in _regions(loader, spec):
-            targets.append(_target(loader, spec.cloud, region, settings, observe))
-    return targets
-
-
-def _regions(loader: openstack.config.OpenStackConfig, spec: TargetSpec) -> list[str | None]:
-    """Return the regions to check: the one named, else every region the cloud lists."""
-    if spec.cloud not in loader.get_cloud_names():
-        known = ", ".join(sorted(loader.get_cloud_names())) or "none"
-        raise ConfigError(
-            "INSTANCEAPI_CLOUDS",
-            f"cloud {spec.cloud!r} is not configured "
-            f"(clouds.yaml or OS_* variables; known: {known})",
-        )
-    if spec.region is not None:
-        return [spec.region]
-    try:
-        regions = [c.region_name for c in loader.get_all() if c.name == spec.cloud]
-    except (openstack.exceptions.ConfigException, ksa_exc.ClientException) as ex:
-        raise ConfigError("INSTANCEAPI_CLOUDS", f"cloud {spec.cloud!r}: {ex}") from ex
-    return list(dict.fromkeys(regions)) or [None]
-
-
-def _target(
-    loader: openstack.config.OpenStackConfig,
-    cloud: str,
-    region: str | None,
-    settings: Settings,
-    observe: Observer,
-) -> NovaTarget:
-    try:
-        config = loader.get_one(cloud=cloud, region_name=region or "")
-        auth = config.get_auth()
-        verify, cert = config.get_requests_verify_args()
-    except (openstack.exceptions.ConfigException, ksa_exc.ClientException) as ex:
-        raise ConfigError("INSTANCEAPI_CLOUDS", f"cloud {cloud!r}: {ex}") from ex
-    if verify is False:
-        log.warning("%s: TLS verification is turned off by its configuration", cloud)
-    session = ksa_session.Session(
-        auth=auth,
-        verify=verify,
-        cert=cert,
-        timeout=settings.timeout,
-        connect_retries=settings.retries,
-        user_agent=f"instanceapi ({cloud})",
-    )
-    interface = settings.interface or config.get_interface("compute") or "public"
-    return NovaTarget(
-        cloud=cloud,
-        region=region or config.get_region_name("compute"),
-        session=session,
-        interface=interface,
-        retries=settings.retries,
-        observe=observe,
-    )

@@ -1,0 +1,87 @@
+"""From clouds.yaml and OS_* variables to one NovaTarget per cloud/region.
+
+openstacksdk's ``openstack.config`` reads the standard places (``./clouds.yaml``,
+``~/.config/openstack/``, ``/etc/openstack/``, ``OS_CLIENT_CONFIG_FILE`` and the
+``OS_*`` variables of an openrc); this module turns what it finds into sessions
+with our timeouts and retries. No network I/O happens here.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import openstack.config
+import openstack.exceptions
+from keystoneauth1 import exceptions as ksa_exc
+from keystoneauth1 import session as ksa_session
+
+from instanceapi.config import ConfigError, Settings, TargetSpec
+from instanceapi.openstack.compute import NovaTarget, Observer, ignore
+
+log = logging.getLogger(__name__)
+
+
+def build_targets(settings: Settings, observe: Observer = ignore) -> list[NovaTarget]:
+    """Create one NovaTarget per configured cloud/region; no network I/O."""
+    # NOTE: openstacksdk warns about InfluxDB metrics support for every cloud
+    # region it builds, whether or not metrics are configured. Not ours to act on.
+    warnings.filterwarnings("ignore", message="Support for InfluxDB")
+    loader = openstack.config.OpenStackConfig(load_envvars=True)
+    targets: list[NovaTarget] = []
+    for spec in settings.targets:
+        for region in _regions(loader, spec):
+            targets.append(_target(loader, spec.cloud, region, settings, observe))
+    return targets
+
+
+def _regions(loader: openstack.config.OpenStackConfig, spec: TargetSpec) -> list[str | None]:
+    """Return the regions to check: the one named, else every region the cloud lists."""
+    if spec.cloud not in loader.get_cloud_names():
+        known = ", ".join(sorted(loader.get_cloud_names())) or "none"
+        raise ConfigError(
+            "INSTANCEAPI_CLOUDS",
+            f"cloud {spec.cloud!r} is not configured "
+            f"(clouds.yaml or OS_* variables; known: {known})",
+        )
+    if spec.region is not None:
+        return [spec.region]
+    try:
+        regions = [c.region_name for c in loader.get_all() if c.name == spec.cloud]
+    except (openstack.exceptions.ConfigException, ksa_exc.ClientException) as ex:
+        raise ConfigError("INSTANCEAPI_CLOUDS", f"cloud {spec.cloud!r}: {ex}") from ex
+    return list(dict.fromkeys(regions)) or [None]
+
+
+def _target(
+    loader: openstack.config.OpenStackConfig,
+    cloud: str,
+    region: str | None,
+    settings: Settings,
+    observe: Observer,
+) -> NovaTarget:
+    try:
+        config = loader.get_one(cloud=cloud, region_name=region or "")
+        auth = config.get_auth()
+        verify, cert = config.get_requests_verify_args()
+    except (openstack.exceptions.ConfigException, ksa_exc.ClientException) as ex:
+        raise ConfigError("INSTANCEAPI_CLOUDS", f"cloud {cloud!r}: {ex}") from ex
+    if verify is False:
+        log.warning("%s: TLS verification is turned off by its configuration", cloud)
+    session = ksa_session.Session(
+        auth=auth,
+        verify=verify,
+        cert=cert,
+        timeout=settings.timeout,
+        connect_retries=settings.retries,
+        user_agent=f"instanceapi ({cloud})",
+    )
+    interface = settings.interface or config.get_interface("compute") or "public"
+    return NovaTarget(
+        cloud=cloud,
+        region=region or config.get_region_name("compute"),
+        session=session,
+        interface=interface,
+        retries=settings.retries,
+        observe=observe,
+    )

@@ -1,0 +1,202 @@
+"""One cloud/region's answer about a UUID, read conservatively.
+
+A 200 is presence (unless Nova says DELETED or UNKNOWN); a 404 is absence only
+under the absence rule this target's credentials have earned (see visibility);
+everything else is doubt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from instanceapi.index import DELETED, EVERYTHING, UNKNOWN, ServerIndex
+from instanceapi.openstack import Compute, UpstreamError
+from instanceapi.verdict import Presence, Sighting
+from instanceapi.visibility import Rule, VisibilityTracker
+
+
+class TargetChecker:
+    """Look a UUID up in one cloud/region, reading Nova's answers conservatively."""
+
+    def __init__(
+        self,
+        target: Compute,
+        *,
+        visibility_interval: float = 300.0,
+        resync_interval: float = 600.0,
+        max_index_age: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.target = target
+        self.visibility = VisibilityTracker(target, interval=visibility_interval, clock=clock)
+        self.index = ServerIndex(target, resync_interval=resync_interval, clock=clock)
+        self.max_index_age = max_index_age
+        self._clock = clock
+        #: Why Keystone is not usable now, None when it is (kept by the refresher).
+        self.identity_problem: str | None = "not checked yet"
+
+    def check_identity(self) -> None:
+        """Record whether a token can be had and Keystone answers (for readiness)."""
+        try:
+            self.target.identity()
+            self.target.ping_identity()
+        except UpstreamError as ex:
+            self.identity_problem = ex.reason
+        else:
+            self.identity_problem = None
+
+    def readiness(self) -> str | None:
+        """Return why this target is not ready, or None; never does I/O."""
+        visibility = self.visibility.peek()
+        if self.identity_problem:
+            return f"Keystone: {self.identity_problem}"
+        if visibility.checked_at < 0 or visibility.rule is Rule.NONE:
+            return f"cannot prove absence: {visibility.reason}"
+        if self.index.age() is not None and not self.index_is_fresh():
+            return f"index is stale ({self.index.age():.0f}s old): {self.index.last_error}"
+        return None
+
+    def index_is_fresh(self) -> bool:
+        """Return True if the index refreshed successfully within `max_index_age`."""
+        age = self.index.age()
+        return age is not None and age <= self.max_index_age
+
+    def refresh_index(self) -> None:
+        """Refresh the index in the way the current absence rule needs (raises UpstreamError)."""
+        self.index.refresh(full_since=self._full_since())
+
+    def _full_since(self) -> str | None:
+        # The listing rule must see soft-deleted servers; the default listing hides them.
+        return EVERYTHING if self.visibility.current().rule is Rule.LISTING else None
+
+    def sight(self, uuid: str) -> Sighting:
+        """Return what this target says about `uuid`; never raises for upstream trouble."""
+        asked_at = self._clock()
+        try:
+            server = self.target.show(uuid)
+            if server is not None:
+                return self._from_server(uuid, server)
+            return self._after_404(uuid, asked_at)
+        except UpstreamError as ex:
+            return self._seen(uuid, Presence.UNKNOWN, ex.reason)
+
+    def sight_in_index(self, uuid: str) -> Sighting | None:
+        """Return a PRESENT sighting if a fresh index lists `uuid`, else None (no I/O)."""
+        status = self.index.peek(uuid)
+        if status is None or status in (DELETED, UNKNOWN) or not self.index_is_fresh():
+            return None
+        return self._seen(
+            uuid, Presence.PRESENT, "listed in the index", status=status, rule="index"
+        )
+
+    def _after_404(self, uuid: str, asked_at: float) -> Sighting:
+        visibility = self.visibility.current()
+        if visibility.rule is Rule.BY_ID:
+            return self._seen(
+                uuid,
+                Presence.ABSENT,
+                "Nova answered 404 to GET /servers/{id}, "
+                f"and these credentials see every project ({visibility.reason})"
+                + self._deletion_evidence(uuid),
+                rule="by-id",
+            )
+        if visibility.rule is Rule.NONE:
+            return self._seen(
+                uuid,
+                Presence.UNKNOWN,
+                "Nova answered 404, but the credentials "
+                f"lack all-project visibility: {visibility.reason}",
+            )
+        if not lists_unreachable_cells(self.target.microversion()):
+            return self._seen(
+                uuid,
+                Presence.UNKNOWN,
+                "Nova answered 404; the listing rule needs "
+                "microversion 2.69 (older listings omit unreachable cells)",
+            )
+        status = self.index.status_as_of(uuid, asked_at, full_since=EVERYTHING)
+        return self._from_listing(uuid, status)
+
+    def _deletion_evidence(self, uuid: str) -> str:
+        seen = self.index.deleted_at(uuid)
+        if seen is None:
+            return ""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seen))
+        return f"; a changes-since listing at {stamp} reported it DELETED"
+
+    def _from_listing(self, uuid: str, status: str | None) -> Sighting:
+        if status is None or status == DELETED:
+            what = "lists it as DELETED" if status else "does not list it"
+            return self._seen(
+                uuid,
+                Presence.ABSENT,
+                f"Nova answered 404, and the all-project listing read after the question {what}",
+                status=status,
+                rule="listing",
+            )
+        if status == UNKNOWN:
+            return self._seen(
+                uuid,
+                Presence.UNKNOWN,
+                "listed with status UNKNOWN: its cell is unreachable",
+                status=status,
+            )
+        return self._seen(
+            uuid, Presence.PRESENT, "in the all-project listing", status=status, rule="listing"
+        )
+
+    def _from_server(self, uuid: str, server: dict[str, Any]) -> Sighting:
+        status = server.get("status")
+        if str(server.get("id", "")).lower() != uuid or not isinstance(status, str):
+            return self._seen(uuid, Presence.UNKNOWN, "Nova answered 200 with an unexpected body")
+        if status == DELETED or server.get("OS-EXT-STS:vm_state") == "deleted":
+            return self._seen(
+                uuid,
+                Presence.ABSENT,
+                "Nova reports the server DELETED",
+                status=DELETED,
+                rule="reported-deleted",
+            )
+        if status == UNKNOWN:
+            return self._seen(
+                uuid,
+                Presence.UNKNOWN,
+                "Nova reports status UNKNOWN: the server's cell is unreachable",
+                status=status,
+            )
+        return self._seen(
+            uuid,
+            Presence.PRESENT,
+            "Nova answered 200 to GET /servers/{id}",
+            status=status,
+            rule="by-id",
+        )
+
+    def _seen(
+        self,
+        uuid: str,
+        presence: Presence,
+        detail: str,
+        *,
+        status: str | None = None,
+        rule: str | None = None,
+    ) -> Sighting:
+        target = self.target
+        return Sighting(
+            target=target.name,
+            cloud=target.cloud,
+            region=target.region,
+            uuid=uuid,
+            presence=presence,
+            detail=f"{target.name}: {detail}",
+            status=status,
+            rule=rule,
+        )
+
+
+def lists_unreachable_cells(microversion: str) -> bool:
+    """Return True if listings at this microversion show servers of down cells (2.69+)."""
+    major, _, minor = microversion.partition(".")
+    return (int(major), int(minor or 0)) >= (2, 69)
