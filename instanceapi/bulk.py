@@ -51,19 +51,35 @@ class BulkCheckResource:
 
 def _parse(item: object) -> str | InvalidUUID:
     if not isinstance(item, str):
-        return InvalidUUID(f"{json.dumps(item)[:64]} is not a UUID: expected a string")
+        return InvalidUUID(f"a JSON {_kind(item)} is not a UUID: expected a string")
     try:
         return parse_uuid(item)
     except InvalidUUID as ex:
         return ex
 
 
+def _kind(item: object) -> str:
+    return {dict: "object", list: "array", bool: "boolean", type(None): "null"}.get(
+        type(item), "number"
+    )
+
+
+def _echo(raw: object) -> object:
+    """Return what to echo of an input item: scalars as sent, containers by kind only.
+
+    NOTE: a container is never echoed whole: one nested just below json.loads'
+    depth limit would overflow the serializer on the way out.
+    """
+    return raw if isinstance(raw, str | int | float | bool) or raw is None else f"<{_kind(raw)}>"
+
+
 def bulk_item(raw: object, outcome: Verdict | InvalidUUID) -> dict[str, Any]:
     """Return one result of a bulk answer."""
     if isinstance(outcome, InvalidUUID):
+        shown = _echo(raw)
         return {
-            "uuid": raw,
-            "input": raw,
+            "uuid": shown,
+            "input": shown,
             "exists": None,
             "code": 400,
             "status": None,
@@ -87,6 +103,19 @@ def _too_large(description: str) -> falcon.HTTPContentTooLarge:
     return falcon.HTTPContentTooLarge(title="Request too large", description=description)
 
 
+def _read_body(req: falcon.Request) -> bytes:
+    """Read at most MAX_BULK_BYTES + 1 bytes, with or without a Content-Length."""
+    if req.content_length is not None:
+        return bytes(req.bounded_stream.read(MAX_BULK_BYTES + 1))
+    # A chunked body: readable to its end only where the server says the input
+    # is terminated (Gunicorn does); otherwise ask for a length.
+    if not req.env.get("wsgi.input_terminated"):
+        raise falcon.HTTPLengthRequired(
+            title="Length required", description="send the bulk body with a Content-Length"
+        )
+    return bytes(req.stream.read(MAX_BULK_BYTES + 1))
+
+
 def read_bulk_request(req: falcon.Request) -> list[Any]:
     """Return the list of UUIDs of a bulk request, or raise a clear 4xx."""
     limit = f"a bulk body is at most {MAX_BULK_BYTES} bytes"
@@ -97,7 +126,7 @@ def read_bulk_request(req: falcon.Request) -> list[Any]:
             title="JSON expected",
             description='send Content-Type: application/json and a body like {"uuids": [...]}',
         )
-    data = req.bounded_stream.read(MAX_BULK_BYTES + 1)
+    data = _read_body(req)
     if len(data) > MAX_BULK_BYTES:
         raise _too_large(limit)
     try:

@@ -15,6 +15,21 @@ from typing import Any
 from instanceapi.config import ConfigError, Settings
 
 
+def _metrics_dir() -> str:
+    """Return the prometheus multiprocess directory, made before any worker forks."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="instanceapi-metrics-"
+    )
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # inherited by every worker
+    return path
+
+
+# NOTE: first of all. prometheus_client picks its value store (files, or memory)
+# when first imported, and openstacksdk imports it while the settings are checked.
+_metrics = _metrics_dir()
+
+
 def _load() -> Settings:
     try:
         settings = Settings.from_env(os.environ)
@@ -28,16 +43,6 @@ def _load() -> Settings:
 
 
 _settings = _load()
-
-
-def _metrics_dir() -> str:
-    """Return the prometheus multiprocess directory, made before any worker forks."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
-        prefix="instanceapi-metrics-"
-    )
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # inherited by every worker
-    return path
 
 
 # -- Server socket ------------------------------------------------------------
@@ -92,7 +97,6 @@ control_socket_disable = True
 # -- Metrics across workers ----------------------------------------------------------
 # prometheus_client's multiprocess recipe: workers write to files in one directory;
 # a scrape reads them all. Emptied when the master starts, pruned when a worker dies.
-_metrics = _metrics_dir()
 
 
 def on_starting(server: Any) -> None:

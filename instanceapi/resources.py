@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import falcon
 
 from instanceapi.bulk import BulkCheckResource, code_of
-from instanceapi.checker import Checker, Overloaded
+from instanceapi.checker import Checker
+from instanceapi.errors import EXISTS_HEADER
 from instanceapi.metrics import CONTENT_TYPE_LATEST, Metrics
 from instanceapi.middleware import upstream_seconds
 from instanceapi.uuids import InvalidUUID, parse_uuid
@@ -17,8 +17,6 @@ from instanceapi.verdict import Presence, Verdict
 
 log = logging.getLogger(__name__)
 
-#: The absence marker: scripts must see this header before deleting anything.
-EXISTS_HEADER = "Instance-Exists"
 _HEADER_VALUE = {Presence.PRESENT: "true", Presence.ABSENT: "false", Presence.UNKNOWN: "unknown"}
 
 
@@ -120,15 +118,6 @@ class MalformedCheckPath:
         raise invalid_uuid(
             self._metrics, "the path after /check/ must be one UUID (8-4-4-4-12 or 32 hex digits)"
         )
-
-
-def overloaded(
-    req: falcon.Request, resp: falcon.Response, ex: Overloaded, params: dict[str, Any]
-) -> None:
-    """Error handler: too many live lookups under way; 503, never a 404."""
-    raise falcon.HTTPServiceUnavailable(
-        title="Overloaded", description=str(ex), retry_after=1, headers={EXISTS_HEADER: "unknown"}
-    )
 
 
 class HealthResource:

@@ -240,7 +240,7 @@ def test_bulk_upstream_failure_is_null_never_false(cloud, clock):
         ({"json": {"uuids": "0e6b8a4c-4c87-4b6a-9b1e-6c3f9a1d2e3f"}}, 400),
         ({"body": "[" * 5000 + "]" * 5000, "content_type": "application/json"}, 400),
         ({"body": '{"uuids": []}', "content_type": "text/plain"}, 415),
-        ({"body": "", "content_type": "application/json"}, 400),
+        ({"body": "", "content_type": "application/json"}, 411),  # no length, not terminated
     ],
 )
 def test_bulk_rejects_bad_requests_clearly(cloud, clock, kwargs, status):
