@@ -81,3 +81,16 @@ def test_env_file_errors_name_the_key(tmp_path):
     bad.write_text("JUSTAWORD\n")
     with pytest.raises(ConfigError, match=r"bad\.env:1: expected KEY=VALUE"):
         Settings.from_env({"INSTANCEAPI_CONFIG_FILE": str(bad)})
+
+
+def test_example_env_file_lists_every_setting_and_is_valid():
+    """deploy/systemd/instanceapi.env.example documents every setting, and parses."""
+    from pathlib import Path
+
+    from instanceapi.config import _KNOWN, read_env_file
+
+    example = Path(__file__).parent.parent / "deploy" / "systemd" / "instanceapi.env.example"
+    text = example.read_text()
+    documented = {name for name in _KNOWN if f"INSTANCEAPI_{name}=" in text}
+    assert documented == _KNOWN - {"CONFIG_FILE"}
+    assert Settings.from_env(read_env_file(example)).targets == (TargetSpec("mycloud"),)
