@@ -30,11 +30,11 @@ from instanceapi.target import TargetChecker
 
 def create_app(
     settings: Settings, *, checker: Checker | None = None, metrics: Metrics | None = None
-) -> falcon.App:
+) -> falcon.App[falcon.Request, falcon.Response]:
     """Return the WSGI app for `settings`; `checker` and `metrics` may be injected (tests)."""
     metrics = metrics or Metrics()
     checker = checker or build_checker(settings, metrics)
-    app = falcon.App(
+    app: falcon.App[falcon.Request, falcon.Response] = falcon.App(
         middleware=[
             RequestContext(),
             AccessControl(settings.api_tokens, settings.allow_networks),
@@ -90,7 +90,9 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
     )
 
 
-def get_app(environ: Mapping[str, str] | None = None) -> falcon.App:
+def get_app(
+    environ: Mapping[str, str] | None = None,
+) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the production app from the environment, and start its index refresher.
 
     Gunicorn calls this in each worker after the fork (no preload), so every

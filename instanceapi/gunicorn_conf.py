@@ -113,4 +113,4 @@ def child_exit(server: Any, worker: Any) -> None:
     """Mark a dead worker's live gauges as gone."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -75,7 +75,7 @@ class Refresher:
         except UpstreamError as ex:
             if self._metrics:
                 self._metrics.refresh_failures.labels(name).inc()
-            delay = min(self._interval * 2 ** (target.index.failures - 1), self._max_backoff)
+            delay = min(self._interval * 2.0 ** (target.index.failures - 1), self._max_backoff)
             log.warning(
                 "%s: index refresh failed (%d in a row), keeping the last good index, "
                 "next try in %.0fs: %s",

@@ -76,7 +76,10 @@ def _target(
         connect_retries=settings.retries,
         user_agent=f"instanceapi ({cloud})",
     )
-    interface = settings.interface or config.get_interface("compute") or "public"
+    configured = config.get_interface("compute")
+    if isinstance(configured, list):  # openstacksdk allows a list; the first one is preferred
+        configured = configured[0] if configured else None
+    interface = settings.interface or configured or "public"
     return NovaTarget(
         cloud=cloud,
         region=region or config.get_region_name("compute"),

@@ -225,7 +225,7 @@ def _desc(order: list[FakeServer], stop: int) -> Iterable[FakeServer]:
 
 def _state_matches(s: FakeServer, q: ListQuery) -> bool:
     # Asking for status=SOFT_DELETED is the one way to list those by default.
-    asked_soft = s.status == "SOFT_DELETED" and bool(q.statuses) and s.status in q.statuses
+    asked_soft = s.status == "SOFT_DELETED" and s.status in (q.statuses or ())
     if q.mode == "default" and s.status in HIDDEN_FROM_DEFAULT and not asked_soft:
         return False
     if q.mode == "deleted" and s.status not in HIDDEN_FROM_DEFAULT:

@@ -137,4 +137,5 @@ class ServiceProcess:
 
     def _fail_if_exited(self) -> None:
         if self._running().poll() is not None:
-            raise ServiceError(f"Gunicorn exited with {self.process.returncode}:\n{self.log_text}")
+            code = self._running().returncode
+            raise ServiceError(f"Gunicorn exited with {code}:\n{self.log_text}")

@@ -11,6 +11,7 @@ import hmac
 import secrets
 import uuid
 from collections import OrderedDict
+from typing import Any
 
 from instanceapi.testing.rules import expand_roles
 
@@ -148,7 +149,7 @@ class Identity:
 
     # -- authentication -------------------------------------------------
 
-    def _find_user(self, spec: dict) -> User:
+    def _find_user(self, spec: dict[str, Any]) -> User:
         """Resolve ``{"id": ..}`` or ``{"name": .., "domain": {..}}``."""
         if not isinstance(spec, dict):
             raise BadAuthRequest("user must be an object")
@@ -167,7 +168,7 @@ class Identity:
         return user
 
     @staticmethod
-    def _check_domain(domain: dict) -> None:
+    def _check_domain(domain: dict[str, Any]) -> None:
         if domain.get("id", DOMAIN_ID) != DOMAIN_ID or domain.get("name", DOMAIN_NAME) != (
             DOMAIN_NAME
         ):
@@ -224,7 +225,7 @@ class Identity:
         if "id" in spec:
             cred = self.app_creds.get(str(spec["id"]))
         else:
-            user = self._find_user(spec.get("user"))
+            user = self._find_user(spec.get("user") or {})
             matches = [
                 c
                 for c in self.app_creds.values()

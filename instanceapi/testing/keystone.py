@@ -39,7 +39,7 @@ def _endpoint_id(*parts: str) -> str:
 
 def catalog(state: CloudState) -> list[dict[str, object]]:
     """Service catalog: identity and compute, every region, every interface."""
-    services = []
+    services: list[dict[str, object]] = []
     for stype, name, urls in (
         ("identity", "keystone", {r: f"{state.keystone_url}/v3" for r in state.regions}),
         ("compute", "nova", state.nova_urls),
