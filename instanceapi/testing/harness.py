@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -14,6 +13,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+
+from instanceapi.cli import gunicorn_command
 
 _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 
@@ -77,16 +78,8 @@ class ServiceProcess:
             }
         )
         env.update(self._env)
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:instanceapi.gunicorn_conf",
-            *self._extra_args,
-        ]
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command,
+            gunicorn_command(*self._extra_args),
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
