@@ -598,12 +598,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.details:
         print("\n" + reasons(rows))
     took = time.monotonic() - started
-    print(
-        f"\n{len(rows)} rows, {sum(r.false_404s for r in rows)} false 404s, "
-        f"{sum(1 for r in rows if r.problems)} failing, {took:.0f}s"
+    summary = (
+        f"{len(rows)} rows, {sum(r.false_404s for r in rows)} false 404s, "
+        f"{sum(1 for r in rows if r.problems)} failing, {took:.0f} s in all "
+        f"({time.strftime('%Y-%m-%d')}, {psutil.cpu_count()} cores)."
     )
+    print("\n" + summary)
     if args.write:
-        _write_between_markers(args.write, text)
+        _write_between_markers(args.write, f"{text}\n\n{summary}")
     return 1 if any(r.problems for r in rows) else 0
 
 
