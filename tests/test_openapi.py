@@ -171,6 +171,7 @@ def test_live_answers_of_the_check_route_conform(service, demo) -> None:
         ("GET", f"/check/{demo['deleted'][0]}", {}, 404),
         ("GET", f"/check/{new_uuid()}", {}, 404),
         ("GET", "/check/not-a-uuid", {}, 400),
+        ("GET", "/check/not-a-uuid", {"Accept": "text/plain"}, 400),
         ("GET", f"/check/{demo['existing'][0]}", {"Accept": "text/plain"}, 200),
         ("HEAD", f"/check/{demo['deleted'][0]}", {}, 404),
         ("HEAD", "/check/x", {}, 400),

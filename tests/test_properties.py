@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import assume, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from instanceapi.checker import Checker, TargetChecker
@@ -133,7 +133,8 @@ def test_nothing_else_is_accepted(text: str) -> None:
 @given(st.one_of(accepted_forms().map(lambda case: case[1]), ANY_TEXT))
 def test_parsing_is_idempotent_and_lands_on_the_canonical_form(text: str) -> None:
     result = parsed(text)
-    assume(result is not None)
+    if result is None:
+        return
     assert parse_uuid(result) == result
     assert str(uuid.UUID(result)) == result
 
@@ -186,9 +187,8 @@ def test_combine_ignores_order(presences: list[Presence], rnd: Any) -> None:
     assert combine(shuffled) is combine(sightings)
 
 
-@given(PRESENCES)
+@given(st.lists(st.sampled_from([Presence.ABSENT, Presence.UNKNOWN]), max_size=8))
 def test_any_failure_makes_an_absence_unknown(presences: list[Presence]) -> None:
-    assume(Presence.PRESENT not in presences)
     sightings = [sighting(p, i) for i, p in enumerate(presences)]
     assert combine([*sightings, sighting(Presence.UNKNOWN, 99)]) is Presence.UNKNOWN
 
