@@ -7,7 +7,7 @@ import uuid
 
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
-_MAX_ECHO = 64
+_MAX_ECHO = 80
 
 
 class InvalidUUID(ValueError):
@@ -30,8 +30,11 @@ def parse_uuid(raw: str) -> str:
         return text
     if _HEX32.fullmatch(text):
         return str(uuid.UUID(hex=text))
-    shown = raw if len(raw) <= _MAX_ECHO else raw[:_MAX_ECHO] + "..."
-    raise InvalidUUID(f"{shown!r} is not a UUID: expected 8-4-4-4-12 hex digits or 32 hex digits")
+    # Bounded after repr(): escapes make non-ASCII input up to ten times longer.
+    shown = repr(raw)
+    if len(shown) > _MAX_ECHO:
+        shown = shown[: _MAX_ECHO - 3] + "..."
+    raise InvalidUUID(f"{shown} is not a UUID: expected 8-4-4-4-12 hex digits or 32 hex digits")
 
 
 def byte_swapped(canonical: str) -> str:

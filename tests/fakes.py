@@ -25,7 +25,6 @@ from keystoneauth1.identity import v3
 from instanceapi.checker import Checker, TargetChecker
 from instanceapi.openstack import NovaTarget
 
-NOT_FOUND = {"itemNotFound": {"code": 404, "message": "Instance could not be found."}}
 FORBIDDEN = {
     "forbidden": {
         "code": 403,
@@ -34,6 +33,11 @@ FORBIDDEN = {
     }
 }
 PASSWORD = "s3cret-password-xyz"
+
+
+def not_found(server_id: str) -> dict[str, Any]:
+    """Return Nova's 404 body for GET /servers/{id}."""
+    return {"itemNotFound": {"code": 404, "message": f"Instance {server_id} could not be found."}}
 
 
 def new_uuid() -> str:
@@ -166,7 +170,7 @@ class FakeCloud:
         visible = server and (self.is_admin or server["tenant_id"] == self.project_id)
         if not visible or server["status"] == "DELETED":  # type: ignore[index]
             context.status_code = 404
-            return NOT_FOUND
+            return not_found(server_id)
         return {"server": server}
 
     def _listing(self, request: Any, context: Any) -> dict[str, Any]:

@@ -264,3 +264,26 @@ def test_expiring_token_is_renewed_before_use(requests_mock):
         assert client.simulate_get(f"/check/{uuid}").status_code == 200
     # keystoneauth renews a token that expires within 120 s before each use.
     assert cloud.calls("POST", "/auth/tokens") >= 3
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status_code": 404, "text": "<html><body>404 Not Found</body></html>"},
+        {"status_code": 404, "json": {"error": {"code": 404, "message": "Not Found"}}},
+        {
+            "status_code": 404,
+            "json": {"itemNotFound": {"code": 404, "message": "Flavor 1 could not be found."}},
+        },
+        {"status_code": 404, "text": ""},
+    ],
+)
+def test_a_404_that_is_not_novas_instance_not_found_is_500(cloud, answer):
+    """A wrong endpoint path or a proxy's 404 says nothing about the instance."""
+    cloud.add(project_id="0" * 32)  # visibility is proven: by-id 404s would count
+    client = client_for(cloud)
+    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404
+    cloud.fail(r".*nova.*/servers/[0-9a-f-]{36}$", **answer)
+    result = client.simulate_get(f"/check/{new_uuid()}")
+    assert result.status_code == 500
+    assert "without Nova's itemNotFound body" in result.json["detail"]

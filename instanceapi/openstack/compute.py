@@ -7,6 +7,7 @@ and ``UpstreamError`` for every other outcome.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -124,13 +125,25 @@ class NovaTarget:
     # -- public interface -------------------------------------------------
 
     def show(self, uuid: str) -> dict[str, Any] | None:
-        """Return the server as Nova shows it, or None on Nova's 404."""
+        """Return the server as Nova shows it, or None on Nova's own "not found".
+
+        NOTE: only Nova's itemNotFound for this very id counts. A 404 from a
+        wrong endpoint path, a proxy or a load balancer says nothing about the
+        instance, and reading it as absence would delete live hosts' records.
+        """
         client = self._nova()
         try:
             server = client.servers.get(uuid)
             return dict(server.to_dict())
-        except nova_exc.NotFound:
-            return None
+        except nova_exc.NotFound as ex:
+            if is_instance_not_found(ex, uuid):
+                return None
+            raise UpstreamError(
+                self.name,
+                "GET /servers/{id} answered 404 without Nova's itemNotFound body "
+                "(is the compute endpoint right?)",
+                status=404,
+            ) from ex
         except _FAILURES as ex:
             raise self._error("GET /servers/{id}", ex) from ex
 
@@ -258,6 +271,15 @@ class NovaTarget:
             )
             self._observe(service, self.name, "", "error", 0.0)
         return UpstreamError(self.name, f"{what} failed: {describe(ex)}", status=status)
+
+
+_NOT_FOUND = re.compile(r"Instance (\S+) could not be found\.?")
+
+
+def is_instance_not_found(ex: nova_exc.NotFound, uuid: str) -> bool:
+    """Return True if a 404 carries Nova's InstanceNotFound message for `uuid`."""
+    found = _NOT_FOUND.fullmatch(str(getattr(ex, "message", "") or "").strip())
+    return found is not None and found.group(1).lower() == uuid
 
 
 def describe(ex: BaseException) -> str:
