@@ -244,8 +244,7 @@ def ask_all(
 
     Services are asked in parallel; within one, all columns at once, or one at a
     time when `sequential` (then the first question after a token is rejected
-    is the one that re-authenticates, and the answers name Keystone's fault
-    rather than a concurrent request's 401: see tests/test_service_bugs.py).
+    is the one that re-authenticates, and each answer names Keystone's fault).
     """
     uuids = {**lab.existing, "deleted": deleted, "invalid": INVALID}
 
@@ -350,9 +349,8 @@ def _listing_pages(lab: Lab) -> None:
 
 
 TIMED_OUT = r"timed out|ConnectTimeout|ReadTimeout"
-# NOTE: the service reports a failed re-authentication as the Nova call that needed
-# it ("GET /servers/{id} failed: HTTP 401 Unauthorized"), without naming Keystone;
-# tests/test_service_bugs.py asks for better. These match what it says today.
+# A failed re-authentication is reported as "Keystone (<url>), needed for <call>,
+# failed: ..." (tests/test_regressions.py).
 CASES = (
     Case("Keystone unreachable", keystone(down=True), OUTAGE, "unreachable", sequential=True),
     Case("Keystone answers 401", keystone(status=401), OUTAGE, "HTTP 401", sequential=True),
@@ -400,9 +398,8 @@ CASES = (
 
 #: Existing instances created for the case may not be in the index yet: 200 or doubt.
 UNINDEXED_OUTAGE = "200|500 200|500 200|500 500"
-#: Cases the service fails today (false 404s): run with --extra; their failing tests
-#: are in tests/test_service_bugs.py. Move them into CASES once the service is fixed.
-EXTRA_CASES = (
+#: Cases that once gave false 404s (found here; see tests/test_regressions.py).
+REGRESSION_CASES = (
     Case(
         "Nova endpoint answers 404 to everything (a proxy without backend)",
         nova_everywhere(status=404),
@@ -424,6 +421,7 @@ EXTRA_CASES = (
         fresh_existing=True,
     ),
 )
+CASES = (*CASES, *REGRESSION_CASES)
 
 
 # -- running a case and judging it ----------------------------------------------------------------
@@ -624,13 +622,11 @@ def reasons(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def run_all(
-    workdir: Path, progress: Callable[[str], None] = lambda _: None, *, extra: bool = False
-) -> list[Row]:
-    """Run every case (and the known-failing ones if `extra`), then the worker kill."""
+def run_all(workdir: Path, progress: Callable[[str], None] = lambda _: None) -> list[Row]:
+    """Run every case, then the worker kill."""
     rows: list[Row] = []
     with labs(workdir) as running:
-        for case in (*CASES, *(EXTRA_CASES if extra else ())):
+        for case in CASES:
             started = time.monotonic()
             rows += run_case(running[case.lab], case)
             progress(f"{case.name}: {time.monotonic() - started:.1f}s")
@@ -643,17 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="replace the table in this Markdown file")
     parser.add_argument("--details", action="store_true", help="print what each 500 said")
-    parser.add_argument(
-        "--extra", action="store_true", help="also run the cases the service fails today"
-    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fault-matrix-") as workdir:
-        rows = run_all(
-            Path(workdir),
-            lambda line: print(line, file=sys.stderr, flush=True),
-            extra=args.extra,
-        )
+        rows = run_all(Path(workdir), lambda line: print(line, file=sys.stderr, flush=True))
     text = table(rows)
     print(text)
     if args.details:

@@ -11,17 +11,10 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.exposition import choose_encoder
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["Metrics"]
 
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -82,10 +75,15 @@ class Metrics:
             registry=r,
         )
 
-    def render(self) -> bytes:
-        """Return the Prometheus text exposition of every worker (or of this process)."""
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """Return every worker's metrics (or this process's) in the format `accept` asks for.
+
+        prometheus_client picks the format: the classic text format (0.0.4)
+        unless the scraper asks for OpenMetrics.
+        """
+        encoder, content_type = choose_encoder(accept)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return bytes(generate_latest(registry))
-        return bytes(generate_latest(self.registry))
+            return bytes(encoder(registry)), content_type
+        return bytes(encoder(self.registry)), content_type

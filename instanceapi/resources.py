@@ -10,7 +10,7 @@ import falcon
 from instanceapi.bulk import BulkCheckResource, code_of
 from instanceapi.checker import Checker
 from instanceapi.errors import EXISTS_HEADER
-from instanceapi.metrics import CONTENT_TYPE_LATEST, Metrics
+from instanceapi.metrics import Metrics
 from instanceapi.middleware import upstream_seconds
 from instanceapi.uuids import InvalidUUID, parse_uuid
 from instanceapi.verdict import Presence, Verdict
@@ -163,5 +163,4 @@ class MetricsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Render the metrics."""
-        resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = self._metrics.render()
+        resp.data, resp.content_type = self._metrics.render(req.get_header("Accept") or "")

@@ -92,7 +92,7 @@ class TargetChecker:
         )
 
     def _after_404(self, uuid: str, asked_at: float) -> Sighting:
-        visibility = self.visibility.current()
+        visibility = self.visibility.current(self.target.identity())
         if visibility.rule is Rule.BY_ID:
             return self._seen(
                 uuid,

@@ -8,6 +8,7 @@ all projects (403: we cannot) and fetching a server of another project by id.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import threading
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from instanceapi.openstack import Compute, UpstreamError
+from instanceapi.openstack import Compute, Identity, UpstreamError
 
 log = logging.getLogger(__name__)
 PROBE_PAGE = 100
@@ -37,11 +38,17 @@ class Visibility:
     rule: Rule
     reason: str
     checked_at: float
+    #: The token's project and roles when the rule was established.
+    identity: Identity | None = None
 
 
 def probe(target: Compute, now: float) -> Visibility:
     """Establish the rule for `target`; raise UpstreamError if it cannot be asked."""
     me = target.identity()
+    return dataclasses.replace(_rule_for(target, me, now), identity=me)
+
+
+def _rule_for(target: Compute, me: Identity, now: float) -> Visibility:
     try:
         page = next(target.list_servers(page_limit=PROBE_PAGE, max_pages=1), [])
     except UpstreamError as ex:
@@ -101,18 +108,35 @@ class VisibilityTracker:
         """Return the rule in force without probing."""
         return self._current
 
-    def current(self) -> Visibility:
-        """Return the rule in force, probing first when it is due."""
+    def current(self, identity: Identity | None = None) -> Visibility:
+        """Return the rule in force, probing first when it is due.
+
+        Given the token's current `identity`, probe at once if it is not the one
+        the rule was established with: a token re-issued without the admin role
+        (Keystone revokes tokens when a role assignment is removed) must not
+        inherit the by-id rule of its predecessor.
+        """
         with self._lock:
             now = self._clock()
-            if now >= self._next_probe:
-                self._refresh(now)
+            known = self._current.identity
+            changed = identity is not None and known is not None and identity != known
+            if changed or now >= self._next_probe:
+                self._refresh(now, identity_changed=changed)
             return self._current
 
-    def _refresh(self, now: float) -> None:
+    def _refresh(self, now: float, *, identity_changed: bool = False) -> None:
         try:
             found = probe(self._target, now)
         except UpstreamError as ex:
+            if identity_changed:
+                self._current = Visibility(
+                    Rule.NONE,
+                    "the token's project or roles changed and visibility could not be "
+                    f"re-established: {ex.reason}",
+                    now,
+                )
+                self._next_probe = now + min(RETRY_AFTER_FAILURE, self._interval)
+                return
             # Not evidence either way: keep what we knew, and ask again soon.
             self._next_probe = now + min(RETRY_AFTER_FAILURE, self._interval)
             log.warning(

@@ -12,7 +12,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import requests
 from keystoneauth1 import exceptions as ksa_exc
@@ -119,7 +119,9 @@ class NovaTarget:
         self.offered_microversion: str | None = None
         auth_url = str(getattr(session.auth, "auth_url", "") or "")
         self._identity_url = auth_url.rstrip("/")
-        self._identity_prefix = self._identity_url.removesuffix("/v3").removesuffix("/v2.0")
+        prefix = self._identity_url.removesuffix("/v3").removesuffix("/v2.0")
+        # Keystone's URLs: the prefix, then a path or the end (not :50001 for :5000).
+        self._identity = re.compile(re.escape(prefix) + r"(?=/|$|[\s'\")])") if prefix else None
         session.session.hooks["response"].append(self._on_response)
 
     # -- public interface -------------------------------------------------
@@ -133,7 +135,7 @@ class NovaTarget:
         """
         client = self._nova()
         try:
-            server = client.servers.get(uuid)
+            server = once_more_on_401(lambda: client.servers.get(uuid))
             return dict(server.to_dict())
         except nova_exc.NotFound as ex:
             if is_instance_not_found(ex, uuid):
@@ -192,11 +194,7 @@ class NovaTarget:
 
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         url = response.request.url or ""
-        service = (
-            "identity"
-            if self._identity_prefix and url.startswith(self._identity_prefix)
-            else "compute"
-        )
+        service = "identity" if self._is_identity(url) else "compute"
         self._observe(
             service,
             self.name,
@@ -210,7 +208,7 @@ class NovaTarget:
     def _list_page(self, params: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
         url = "/servers/detail?" + urllib.parse.urlencode(params)
         try:
-            _resp, body = self._nova().client.get(url)
+            _resp, body = once_more_on_401(lambda: self._nova().client.get(url))
             servers = body["servers"]
             if not isinstance(servers, list) or not all("id" in s for s in servers):
                 raise ValueError("listing without server ids")
@@ -264,13 +262,37 @@ class NovaTarget:
     def _error(self, what: str, ex: BaseException) -> UpstreamError:
         status = getattr(ex, "http_status", None) or getattr(ex, "code", None)
         status = status if isinstance(status, int) else None
+        keystone = self._from_keystone(ex)
         if isinstance(ex, ksa_exc.ConnectionError):
-            text = str(ex)
-            service = (
-                "identity" if self._identity_prefix and self._identity_prefix in text else "compute"
-            )
-            self._observe(service, self.name, "", "error", 0.0)
+            self._observe("identity" if keystone else "compute", self.name, "", "error", 0.0)
+        if keystone:
+            what = f"Keystone ({self._identity_url}), needed for {what},"
         return UpstreamError(self.name, f"{what} failed: {describe(ex)}", status=status)
+
+    def _from_keystone(self, ex: BaseException) -> bool:
+        """Return True if the failure came from Keystone (e.g. while renewing the token)."""
+        return self._is_identity(str(getattr(ex, "url", None) or ex))
+
+    def _is_identity(self, text: str) -> bool:
+        """Return True if `text` is, or mentions, one of Keystone's URLs."""
+        return self._identity is not None and self._identity.search(text) is not None
+
+
+T = TypeVar("T")
+
+
+def once_more_on_401(call: Callable[[], T]) -> T:
+    """Call, and call again once if Nova answers 401.
+
+    NOTE: keystoneauth re-authenticates after a 401 only for the first of
+    several requests in flight (invalidate() is False for the others, the token
+    being gone already); they would fail on a healthy cloud. The second call
+    picks up the renewed token; a second 401 is a real refusal.
+    """
+    try:
+        return call()
+    except nova_exc.Unauthorized:
+        return call()
 
 
 _NOT_FOUND = re.compile(r"Instance (\S+) could not be found\.?")

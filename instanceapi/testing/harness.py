@@ -84,8 +84,12 @@ class ServiceProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self.url = f"http://127.0.0.1:{self._wait_for_port()}"
-        self._wait_until_answering()
+        try:
+            self.url = f"http://127.0.0.1:{self._wait_for_port()}"
+            self._wait_until_answering()
+        except BaseException:
+            self.stop()  # __exit__ does not run when __enter__ fails: never leak Gunicorn
+            raise
 
     def stop(self) -> None:
         """Stop Gunicorn gracefully (TERM), killing it if it lingers."""
