@@ -8,7 +8,7 @@ from falcon import testing
 from instanceapi.app import create_app
 from instanceapi.checker import Checker, TargetChecker
 from instanceapi.refresher import Refresher
-from tests.fakes import FakeCloud, checker_for, new_uuid
+from tests.fakes import FakeCloud, checker_for, new_uuid, not_found
 from tests.test_check import SETTINGS, client_for
 
 OTHER_PROJECT = "0" * 32
@@ -167,3 +167,36 @@ def test_readiness_reports_each_target(requests_mock):
     assert answer.status_code == 503
     assert client_for(good).simulate_get("/readyz").status_code == 503  # nothing checked yet
     assert client_for(good).simulate_get("/healthz").json == {"status": "ok"}
+
+
+def test_a_token_whose_roles_changed_does_not_inherit_the_by_id_rule(requests_mock):
+    cloud = FakeCloud(requests_mock)
+    cloud.add(project_id=OTHER_PROJECT)
+    client = client_for(cloud)
+    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404  # by-id, as admin
+    # The admin role is removed: Keystone revokes the token, the next one is a member's.
+    cloud.roles = MEMBER
+    unknown = new_uuid()
+    cloud.fail(
+        rf".*/servers/{unknown}$",
+        [
+            {"status_code": 401, "json": {"error": {"code": 401}}},
+            {"status_code": 404, "json": not_found(unknown)},
+        ],
+    )
+    answer = client.simulate_get(f"/check/{unknown}")
+    assert answer.status_code == 500
+    assert "lack all-project visibility" in answer.json["detail"]
+    assert cloud.calls("POST", "/auth/tokens") == 2
+
+
+def test_a_401_is_retried_once_then_is_doubt(requests_mock):
+    cloud = FakeCloud(requests_mock)
+    client = client_for(cloud)
+    uuid = cloud.add()
+    cloud.fail(rf".*/servers/{uuid}$", status_code=401, json={"error": {"code": 401}})
+    answer = client.simulate_get(f"/check/{uuid}")
+    assert answer.status_code == 500
+    assert "HTTP 401" in answer.json["detail"]
+    # keystoneauth's own retry after re-authenticating, then ours, then its again.
+    assert cloud.calls("GET", f"/servers/{uuid}") == 4
