@@ -6,6 +6,10 @@
 -- which ABSENT do not exist. An answer is "ok" when it is a 200 with SIZE codes,
 -- each 200 or 404, ABSENT of them 404; done() prints one WRK_RESULT JSON line
 -- (its counts are requests, not UUIDs).
+--
+-- Each batch goes on a new connection ("Connection: close"), as a sweep script
+-- would send it: with a handful of long-lived connections, Gunicorn often leaves
+-- them all on one worker, and the run would measure that worker alone.
 
 local threads = {}
 
@@ -16,7 +20,7 @@ end
 function init(args)
   reqs = {}
   size, absent = tonumber(args[2]), tonumber(args[3])
-  local headers = { ["Content-Type"] = "application/json" }
+  local headers = { ["Content-Type"] = "application/json", ["Connection"] = "close" }
   for line in io.lines(args[1]) do
     reqs[#reqs + 1] = wrk.format("POST", "/check", headers, line)
   end
