@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import falcon
 
@@ -34,12 +35,10 @@ def create_app(
     """Return the WSGI app for `settings`; `checker` and `metrics` may be injected (tests)."""
     metrics = metrics or Metrics()
     checker = checker or build_checker(settings, metrics)
-    app: falcon.App[falcon.Request, falcon.Response] = falcon.App(
-        middleware=[
-            RequestContext(),
-            AccessControl(settings.api_tokens, settings.allow_networks),
-        ]
-    )
+    middleware: list[Any] = [RequestContext()]
+    if settings.api_tokens or settings.allow_networks:
+        middleware.append(AccessControl(settings.api_tokens, settings.allow_networks))
+    app: falcon.App[falcon.Request, falcon.Response] = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Overloaded, overloaded)

@@ -97,13 +97,16 @@ class Checker:
         cached = self.absent.get(canonical)
         if cached is not None:
             return Verdict(canonical, Presence.ABSENT, cached.sightings, source="absent-cache")
+        found = self._in_index(canonical, "as-given")
+        return found or self._in_index(byte_swapped(canonical), "byte-swapped", canonical)
+
+    def _in_index(self, form: str, label: str, canonical: str | None = None) -> Verdict | None:
         for target in self.targets:
-            for label, form in (("as-given", canonical), ("byte-swapped", byte_swapped(canonical))):
-                sighting = target.sight_in_index(form)
-                if sighting is not None:
-                    return Verdict(
-                        canonical, Presence.PRESENT, (sighting,), matched=label, source="index"
-                    )
+            sighting = target.sight_in_index(form)
+            if sighting is not None:
+                return Verdict(
+                    canonical or form, Presence.PRESENT, (sighting,), matched=label, source="index"
+                )
         return None
 
     def _limited(self, canonical: str) -> Verdict:

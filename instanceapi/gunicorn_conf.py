@@ -81,10 +81,14 @@ certfile = _settings.certfile
 keyfile = _settings.keyfile
 
 # -- Logging --------------------------------------------------------------------
-# Access log on stdout (the journal under systemd) with the request time (%(M)s ms)
-# and the request id the app echoes, to join it with the app's own lines.
+# Access log on stdout (the journal under systemd): one line per request, so per
+# check: its uuid (the path), answer, time (%(M)s ms), where the answer came from
+# (Instance-Source) and the request id the app echoes, to join with its own lines.
 accesslog = os.environ.get("INSTANCEAPI_ACCESS_LOG", "-")
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" rid=%({x-request-id}o)s'
+access_log_format = (
+    '%(h)s "%(r)s" %(s)s %(b)s %(M)sms source=%({instance-source}o)s '
+    'rid=%({x-request-id}o)s "%(a)s"'
+)
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 

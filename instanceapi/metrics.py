@@ -69,11 +69,20 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        self._check_children: dict[tuple[int, str], Counter] = {}
         self.overloaded = Counter(
             "instanceapi_overloaded_total",
             "Checks refused with 503 because every upstream lookup slot was busy.",
             registry=r,
         )
+
+    def count_check(self, code: int, source: str) -> None:
+        """Count one answered check (label children cached: this is the hot path)."""
+        key = (code, source)
+        child = self._check_children.get(key)
+        if child is None:
+            child = self._check_children[key] = self.checks.labels(str(code), source)
+        child.inc()
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """Return every worker's metrics (or this process's) in the format `accept` asks for.

@@ -17,6 +17,9 @@ from instanceapi.verdict import Presence, Verdict
 
 log = logging.getLogger(__name__)
 
+#: Where the answer came from: index, absent-cache or live (OpenStack asked now).
+SOURCE_HEADER = "Instance-Source"
+_FROM_MEMORY = frozenset({"index", "absent-cache"})
 _HEADER_VALUE = {Presence.PRESENT: "true", Presence.ABSENT: "false", Presence.UNKNOWN: "unknown"}
 
 
@@ -57,12 +60,14 @@ class CheckResource:
             raise invalid_uuid(self._metrics, str(ex)) from ex
         started = time.perf_counter()
         verdict = self._checker.check(canonical)
-        self._metrics.checks.labels(str(code_of(verdict)), verdict.source).inc()
-        _log_check(verdict, time.perf_counter() - started)
-        resp.status = falcon.code_to_http_status(code_of(verdict))
+        code = code_of(verdict)
+        self._metrics.count_check(code, verdict.source)
+        _log_check(verdict, code, time.perf_counter() - started)
+        resp.status = falcon.code_to_http_status(code)
         resp.set_header(EXISTS_HEADER, _HEADER_VALUE[verdict.presence])
+        resp.set_header(SOURCE_HEADER, verdict.source)
         resp.cache_control = ["no-store"]
-        if req.client_prefers(["application/json", "text/plain"]) == "text/plain":
+        if _wants_text(req):
             resp.content_type = falcon.MEDIA_TEXT
             resp.text = verdict.sentence() + "\n"
         else:
@@ -71,12 +76,29 @@ class CheckResource:
     on_head = on_get
 
 
-def _log_check(verdict: Verdict, took: float) -> None:
+def _wants_text(req: falcon.Request) -> bool:
+    """Return True if the client prefers text/plain to JSON."""
+    accept = req.accept
+    if accept == "*/*" or "json" in accept or "text/plain" not in accept:
+        return False  # the common cases, without parsing q-values
+    return req.client_prefers(["application/json", "text/plain"]) == "text/plain"
+
+
+def _log_check(verdict: Verdict, code: int, took: float) -> None:
+    """Log a check: at INFO when OpenStack was asked; answers from memory at DEBUG.
+
+    Every check also has its line in Gunicorn's access log, with the uuid (the
+    path), the answer, the source (the Instance-Source header) and the time.
+    """
+    level = logging.DEBUG if verdict.source in _FROM_MEMORY else logging.INFO
+    if not log.isEnabledFor(level):
+        return
     calls = upstream_seconds.get() or []
-    log.info(
+    log.log(
+        level,
         "check uuid=%s answer=%d source=%s took=%.3fs upstream=%.3fs/%d calls: %s",
         verdict.uuid,
-        code_of(verdict),
+        code,
         verdict.source,
         took,
         sum(calls),
