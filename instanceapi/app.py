@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import falcon
@@ -26,6 +27,8 @@ from instanceapi.resources import (
     MissingUUIDResource,
     ReadyResource,
 )
+from instanceapi.shared import FILENAME as SHARED_FILE
+from instanceapi.shared import SharedAbsentCache
 from instanceapi.target import TargetChecker
 
 
@@ -81,8 +84,14 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
         )
         for target in build_targets(settings, observe)
     ]
+    shared = (
+        SharedAbsentCache(Path(settings.runtime_dir) / SHARED_FILE, settings.absent_cache_size)
+        if settings.runtime_dir
+        else None
+    )
     return Checker(
         targets,
+        shared=shared,
         absent_cache_size=settings.absent_cache_size,
         bulk_concurrency=settings.bulk_concurrency,
         max_live_lookups=settings.max_live_lookups,

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from instanceapi.cache import BoundedCache, SingleFlight
+from instanceapi.shared import SharedAbsentCache
 from instanceapi.target import TargetChecker, lists_unreachable_cells
 from instanceapi.uuids import byte_swapped
 from instanceapi.verdict import Presence, Sighting, Verdict, combine
@@ -52,6 +53,7 @@ class Checker:
         bulk_concurrency: int = 8,
         max_live_lookups: int = 32,
         slot_wait: float = 0.5,
+        shared: SharedAbsentCache | None = None,
     ) -> None:
         if not targets:
             raise ValueError("at least one target is needed")
@@ -65,12 +67,23 @@ class Checker:
         # cannot hammer Nova; the excess is refused (503), never answered 404.
         self._slots = threading.BoundedSemaphore(max_live_lookups)
         self._slot_wait = slot_wait
+        #: Absences confirmed by any worker of this service (None: this process only).
+        self.shared = shared
 
     def check(self, canonical: str) -> Verdict:
         """Return the verdict for a canonical UUID: present anywhere wins, absent needs all."""
-        return self._answer_without_io(canonical) or self._flights.run(
-            canonical, lambda: self._limited(canonical)
+        return (
+            self._answer_without_io(canonical)
+            or self._shared_absent(canonical)
+            or self._flights.run(canonical, lambda: self._limited(canonical))
         )
+
+    def _shared_absent(self, canonical: str) -> Verdict | None:
+        """Return an absence another worker confirmed, keeping a local copy."""
+        verdict = self.shared.get(canonical) if self.shared else None
+        if verdict is not None:
+            self.absent.put(canonical, verdict)
+        return verdict
 
     def check_many(self, canonicals: Sequence[str]) -> list[Verdict]:
         """Return verdicts in order; live lookups run concurrently in a bounded pool."""
@@ -128,4 +141,6 @@ class Checker:
         verdict = Verdict(canonical, combine(sightings), tuple(sightings))
         if verdict.presence is Presence.ABSENT:
             self.absent.put(canonical, verdict)
+            if self.shared:
+                self.shared.put(verdict)
         return verdict

@@ -59,6 +59,8 @@ class Settings:
     bind: str = "127.0.0.1:8080"
     workers: int = 2
     certfile: str | None = None
+    #: Private directory shared by the workers (the absent verdicts' table).
+    runtime_dir: str | None = None
     keyfile: str | None = None
     allow_networks: tuple[Network, ...] = ()
     #: Bearer tokens the API accepts (empty: no authentication). Kept out of repr.
@@ -90,6 +92,7 @@ class Settings:
             bind=_bind(env),
             workers=int(_number(env, "WORKERS", 2, low=1, high=64, integer=True)),
             certfile=_readable(env, "CERTFILE"),
+            runtime_dir=_writable_dir(env, "RUNTIME_DIR"),
             keyfile=_readable(env, "KEYFILE"),
             allow_networks=_networks(env),
             api_tokens=_tokens(env),
@@ -119,6 +122,7 @@ _KNOWN = {
     "TOKEN_FILE",
     "ALLOW_CIDRS",
     "CERTFILE",
+    "RUNTIME_DIR",
     "KEYFILE",
     "BIND",
     "WORKERS",
@@ -245,6 +249,16 @@ def _readable(env: Mapping[str, str], name: str) -> str | None:
         return None
     if not os.access(raw, os.R_OK) or not Path(raw).is_file():
         raise ConfigError(key, f"{raw} is not a readable file")
+    return raw
+
+
+def _writable_dir(env: Mapping[str, str], name: str) -> str | None:
+    key = PREFIX + name
+    raw = env.get(key, "").strip()
+    if not raw:
+        return None
+    if not Path(raw).is_dir() or not os.access(raw, os.W_OK | os.X_OK):
+        raise ConfigError(key, f"{raw} is not a writable directory")
     return raw
 
 

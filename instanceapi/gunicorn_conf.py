@@ -15,19 +15,21 @@ from typing import Any
 from instanceapi.config import ConfigError, Settings
 
 
-def _metrics_dir() -> str:
-    """Return the prometheus multiprocess directory, made before any worker forks."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
-        prefix="instanceapi-metrics-"
-    )
+def _shared_dir(variable: str, default: str) -> str:
+    """Return a private directory for the workers' shared files, made before they fork."""
+    path = os.environ.get(variable) or default
     os.makedirs(path, mode=0o700, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # inherited by every worker
+    os.environ[variable] = path  # inherited by every worker
     return path
 
 
 # NOTE: first of all. prometheus_client picks its value store (files, or memory)
 # when first imported, and openstacksdk imports it while the settings are checked.
-_metrics = _metrics_dir()
+_runtime = _shared_dir(
+    "INSTANCEAPI_RUNTIME_DIR",
+    os.environ.get("INSTANCEAPI_RUNTIME_DIR") or tempfile.mkdtemp(prefix="instanceapi-"),
+)
+_metrics = _shared_dir("PROMETHEUS_MULTIPROC_DIR", os.path.join(_runtime, "metrics"))
 
 
 def _load() -> Settings:
@@ -104,13 +106,16 @@ control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
-    """Start from an empty metrics directory (files of a previous run are stale)."""
+    """Start from empty shared files: metrics, and absent verdicts (the clouds may differ)."""
     for name in os.listdir(_metrics):
         path = os.path.join(_metrics, name)
         if os.path.isfile(path):
             os.unlink(path)
         else:
             shutil.rmtree(path, ignore_errors=True)
+    for name in os.listdir(_runtime):
+        if name.startswith("absent.sqlite3"):
+            os.unlink(os.path.join(_runtime, name))
 
 
 def child_exit(server: Any, worker: Any) -> None:
