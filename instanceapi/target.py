@@ -36,12 +36,23 @@ class TargetChecker:
         self._clock = clock
         #: Why Keystone is not usable now, None when it is (kept by the refresher).
         self.identity_problem: str | None = "not checked yet"
+        self._identity_ping_interval = visibility_interval
+        self._next_identity_ping = 0.0
 
     def check_identity(self) -> None:
-        """Record whether a token can be had and Keystone answers (for readiness)."""
+        """Record whether a token can be had and Keystone answers (for readiness).
+
+        A valid token costs nothing to check; Keystone itself is pinged once per
+        visibility interval, and on every call while it is failing (so that its
+        recovery shows at once), not on every refresh.
+        """
+        now = self._clock()
+        due = self.identity_problem is not None or now >= self._next_identity_ping
         try:
             self.target.identity()
-            self.target.ping_identity()
+            if due:
+                self.target.ping_identity()
+                self._next_identity_ping = now + self._identity_ping_interval
         except UpstreamError as ex:
             self.identity_problem = ex.reason
         else:

@@ -257,3 +257,21 @@ def test_empty_bulk_is_an_empty_answer(cloud, clock):
         "count": 0,
         "results": [],
     }
+
+
+def test_refreshes_do_not_ping_keystone_each_time(cloud, clock):
+    rig = make(cloud, clock, visibility_interval=300.0)
+    for _ in range(10):  # 150 s of refreshes every 15 s
+        rig.refresher.run_once()
+        clock.now += 15
+    pings = sum(
+        1
+        for r in cloud.mocker.request_history
+        if r.method == "GET" and r.url.rstrip("/") == cloud.auth_url
+    )
+    assert pings == 1
+    assert cloud.calls("POST", "/auth/tokens") == 1
+    cloud.fail(r".*keystone.*", status_code=503, text="down")
+    clock.now += 300
+    rig.refresher.run_once()
+    assert rig.checker.targets[0].readiness().startswith("Keystone")

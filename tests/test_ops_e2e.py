@@ -100,7 +100,9 @@ def test_metrics_count_checks_from_both_workers(cloud, tmp_path):
 
 
 def test_readiness_follows_keystone(cloud, tmp_path):
-    env = env_for(cloud, tmp_path, INSTANCEAPI_REFRESH_INTERVAL="1")
+    env = env_for(
+        cloud, tmp_path, INSTANCEAPI_REFRESH_INTERVAL="1", INSTANCEAPI_VISIBILITY_INTERVAL="5"
+    )
     with ServiceProcess(env, ready_path="/readyz") as service:
         cloud.fault("keystone", down=True)
         try:

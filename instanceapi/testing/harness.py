@@ -79,7 +79,9 @@ class ServiceProcess:
         )
         env.update(self._env)
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            gunicorn_command(*self._extra_args),
+            # Gunicorn's own log at INFO whatever the settings: its "Listening at"
+            # line tells the port.
+            gunicorn_command("--log-level", "info", *self._extra_args),
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
