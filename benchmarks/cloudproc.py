@@ -7,7 +7,6 @@ generator: the cloud sleeps its latency in its own threads, as a real Nova would
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from instanceapi.testing.harness import terminate
 
 START_TIMEOUT = 120.0
 
@@ -72,13 +73,8 @@ class CloudProcess:
 
     def stop(self) -> None:
         """Stop the cloud (TERM, then KILL if it lingers) and remove its files."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
         self._dir.cleanup()
 
     def _wait_for_announcement(self) -> CloudInfo:

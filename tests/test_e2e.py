@@ -8,7 +8,7 @@ import sys
 import pytest
 import requests
 
-from instanceapi.testing import SimulatedCloud, seed_demo
+from instanceapi.testing import SimulatedCloud, harness, seed_demo
 from instanceapi.testing.harness import ServiceError, ServiceProcess
 from tests.fakes import new_uuid
 
@@ -24,15 +24,8 @@ def demo(cloud):
     return seed_demo(cloud)
 
 
-def service_env(cloud, tmp_path, *, user="admin", clouds="demo", **extra):
-    path = cloud.write_clouds_yaml(tmp_path / f"clouds-{user}.yaml", cloud_name="demo", user=user)
-    return {
-        "OS_CLIENT_CONFIG_FILE": str(path),
-        "INSTANCEAPI_CLOUDS": clouds,
-        "INSTANCEAPI_TIMEOUT": "2",
-        "INSTANCEAPI_RETRIES": "1",
-        **extra,
-    }
+def service_env(cloud, tmp_path, **kwargs):
+    return harness.service_env(cloud, tmp_path, retries="1", **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from instanceapi.testing import SimulatedCloud, seed_demo
-from instanceapi.testing.harness import ServiceProcess
+from instanceapi.testing.harness import ServiceProcess, service_env
 from tests.fakes import new_uuid
 
 MAX_BULK_BYTES = 256 * 1024
@@ -36,13 +36,7 @@ def demo(cloud: SimulatedCloud) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def service(cloud, demo, tmp_path_factory) -> Iterator[ServiceProcess]:
-    path = cloud.write_clouds_yaml(tmp_path_factory.mktemp("hostile") / "clouds.yaml")
-    env = {
-        "OS_CLIENT_CONFIG_FILE": str(path),
-        "INSTANCEAPI_CLOUDS": "demo",
-        "INSTANCEAPI_TIMEOUT": "2",
-        "INSTANCEAPI_RETRIES": "0",
-    }
+    env = service_env(cloud, tmp_path_factory.mktemp("hostile"))
     with ServiceProcess(env, workers=2, ready_path="/readyz") as service:
         yield service
 

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from instanceapi.openapi import load_document, read_document
 from instanceapi.testing import SimulatedCloud, seed_demo
-from instanceapi.testing.harness import ServiceProcess
+from instanceapi.testing.harness import ServiceProcess, service_env
 from tests.fakes import new_uuid
 
 DOCUMENT = load_document()
@@ -61,13 +61,7 @@ def demo(cloud: SimulatedCloud) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def service(cloud, demo, tmp_path_factory) -> Iterator[ServiceProcess]:
-    path = cloud.write_clouds_yaml(tmp_path_factory.mktemp("oa") / "clouds.yaml")
-    env = {
-        "OS_CLIENT_CONFIG_FILE": str(path),
-        "INSTANCEAPI_CLOUDS": "demo",
-        "INSTANCEAPI_TIMEOUT": "2",
-        "INSTANCEAPI_RETRIES": "0",
-    }
+    env = service_env(cloud, tmp_path_factory.mktemp("oa"))
     with ServiceProcess(env, workers=1, ready_path="/readyz") as service:
         yield service
 

@@ -14,7 +14,7 @@ import requests
 
 from instanceapi import doctor
 from instanceapi.testing import SimulatedCloud, seed_demo
-from instanceapi.testing.harness import ServiceProcess
+from instanceapi.testing.harness import ServiceProcess, service_env
 from tests.conftest import require_tool
 from tests.fakes import new_uuid
 from tests.test_ops import TOKEN
@@ -31,14 +31,7 @@ def cloud():
 
 
 def env_for(cloud, tmp_path, **extra):
-    clouds_yaml = cloud.write_clouds_yaml(tmp_path / "clouds.yaml", cloud_name="demo")
-    return {
-        "OS_CLIENT_CONFIG_FILE": str(clouds_yaml),
-        "INSTANCEAPI_CLOUDS": "demo",
-        "INSTANCEAPI_TIMEOUT": "2",
-        "INSTANCEAPI_RETRIES": "0",
-        **extra,
-    }
+    return service_env(cloud, tmp_path, **extra)
 
 
 def wait_for(url, status, timeout=30.0, **kwargs):

@@ -12,7 +12,7 @@ import pytest
 
 from instanceapi.reap.cli import main
 from instanceapi.testing import SimulatedCloud
-from instanceapi.testing.harness import ServiceProcess
+from instanceapi.testing.harness import ServiceProcess, service_env
 from instanceapi.testing.satellite import SimulatedSatellite
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
@@ -20,16 +20,7 @@ CAPS = ("--max-delete", "10", "--max-delete-percent", "25")
 
 
 def start_service(cloud, tmp_path_factory):
-    path = cloud.write_clouds_yaml(
-        tmp_path_factory.mktemp("svc") / "clouds.yaml", cloud_name="demo"
-    )
-    env = {
-        "OS_CLIENT_CONFIG_FILE": str(path),
-        "INSTANCEAPI_CLOUDS": "demo",
-        "INSTANCEAPI_TIMEOUT": "2",
-        "INSTANCEAPI_RETRIES": "0",
-    }
-    return ServiceProcess(env, ready_path="/readyz")
+    return ServiceProcess(service_env(cloud, tmp_path_factory.mktemp("svc")), ready_path="/readyz")
 
 
 @pytest.fixture(scope="module")

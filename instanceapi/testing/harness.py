@@ -15,8 +15,44 @@ from pathlib import Path
 from types import TracebackType
 
 from instanceapi.cli import gunicorn_command
+from instanceapi.testing.cloud import SimulatedCloud
 
 _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+
+
+def service_env(
+    cloud: SimulatedCloud,
+    directory: Path,
+    *,
+    user: str = "admin",
+    clouds: str = "demo",
+    timeout: str = "2",
+    retries: str = "0",
+    **extra: str,
+) -> dict[str, str]:
+    """Return the environment of a service pointed at `cloud` as `user`.
+
+    Its clouds.yaml is written into `directory`.
+    """
+    path = cloud.write_clouds_yaml(directory / f"clouds-{user}.yaml", cloud_name="demo", user=user)
+    return {
+        "OS_CLIENT_CONFIG_FILE": str(path),
+        "INSTANCEAPI_CLOUDS": clouds,
+        "INSTANCEAPI_TIMEOUT": timeout,
+        "INSTANCEAPI_RETRIES": retries,
+        **extra,
+    }
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Stop a child process: TERM, then KILL if it lingers past `timeout`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class ServiceError(RuntimeError):
@@ -95,13 +131,8 @@ class ServiceProcess:
 
     def stop(self) -> None:
         """Stop Gunicorn gracefully (TERM), killing it if it lingers."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
         self._log.close()
 
     def reload(self) -> None:
