@@ -1,143 +1,17 @@
-"""A simulated Satellite: the Foreman API v2 subset `instanceapi reap` uses, over real HTTP.
-
-Served on 127.0.0.1 by a threaded stdlib WSGI server:
-
-- `GET /api/v2/hosts` and `GET /api/v2/fact_values`, paged like Foreman
-  (`page`, `per_page`, `total`, `subtotal`, `results`; fact values keyed by host name);
-- `GET /api/v2/hosts/:id` with `compute_resource_id`, `parameters`, `all_parameters`
-  and Katello's `subscription_facet_attributes.last_checkin`;
-- `DELETE /api/v2/hosts/:id` (an id or a name, as Foreman accepts both);
-- basic auth, request counters, and injected failures (a page, a DELETE).
-
-Search subset: clauses joined by `and`, each `field op value` with op `=`, `!=`,
-`~` or `!~` and the value bare or double-quoted; parentheses are ignored. Host
-fields: name, organization, location, hostgroup, hostgroup_title, params.<name>,
-facts.<name>. Fact-value fields: fact, name, host. Anything else answers 400.
-
-Start one for the demo cloud (prints one JSON line with its URL and credentials):
-
-    python -m instanceapi.testing.satellite --hosts-from-json cloud.json
-"""
+"""The simulated Satellite: its state and its Foreman API v2 subset over HTTP."""
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
-import json
-import re
-import signal
 import socketserver
 import threading
-import uuid as uuidlib
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
 
-_TOKENS = re.compile(r'"[^"]*"|!=|!~|=|~|[()]|[^\s()"=!~]+')
-
-
-class SearchError(ValueError):
-    """The search uses syntax or a field this simulator does not know."""
-
-
-@dataclass
-class SimHost:
-    """One host record."""
-
-    id: int
-    name: str
-    facts: dict[str, str] = field(default_factory=dict)
-    organization: str = "Default Organization"
-    location: str = "Default Location"
-    hostgroup: str | None = None  # the full title, e.g. "cloud/web"
-    compute_resource_id: int | None = None
-    parameters: dict[str, str] = field(default_factory=dict)
-    inherited_parameters: dict[str, str] = field(default_factory=dict)
-    last_checkin: datetime | None = None
-
-    def field_value(self, key: str) -> str | None:
-        """Return the value of the search field `key` for this host."""
-        simple = {
-            "name": self.name,
-            "organization": self.organization,
-            "location": self.location,
-            "hostgroup_title": self.hostgroup,
-            "hostgroup": self.hostgroup.rsplit("/", 1)[-1] if self.hostgroup else None,
-        }
-        if key in simple:
-            return simple[key]
-        if key.startswith("params."):
-            return {**self.inherited_parameters, **self.parameters}.get(key[7:])
-        if key.startswith("facts."):
-            return self.facts.get(key[6:])
-        raise SearchError(f"Field '{key}' not recognized for searching!")
-
-    def index_json(self) -> dict[str, Any]:
-        """Return the host as the hosts index shows it."""
-        group = self.hostgroup
-        return {
-            "id": self.id,
-            "name": self.name,
-            "certname": self.name,
-            "organization_name": self.organization,
-            "location_name": self.location,
-            "hostgroup_title": group,
-            "hostgroup_name": group.rsplit("/", 1)[-1] if group else None,
-            "compute_resource_id": self.compute_resource_id,
-            "compute_resource_name": f"cr-{self.compute_resource_id}"
-            if self.compute_resource_id
-            else None,
-        }
-
-    def show_json(self) -> dict[str, Any]:
-        """Return the host as `GET /api/v2/hosts/:id` shows it."""
-        own = [{"name": k, "value": v} for k, v in self.parameters.items()]
-        merged = {**self.inherited_parameters, **self.parameters}
-        body = {
-            **self.index_json(),
-            "parameters": own,
-            "all_parameters": [{"name": k, "value": v} for k, v in merged.items()],
-        }
-        if self.last_checkin is not None:
-            when = self.last_checkin.strftime("%Y-%m-%d %H:%M:%S UTC")
-            body["subscription_facet_attributes"] = {"last_checkin": when}
-        return body
-
-
-def parse_search(text: str) -> list[tuple[str, str, str]]:
-    """Split a search into (field, op, value) clauses joined by `and`."""
-    tokens = [t for t in _TOKENS.findall(text or "") if t not in ("(", ")")]
-    clauses: list[list[str]] = [[]]
-    for token in tokens:
-        if token.lower() == "and":
-            clauses.append([])
-        elif token.lower() in ("or", "not"):
-            raise SearchError(f"this simulator does not support '{token}'")
-        else:
-            clauses[-1].append(token)
-    result = []
-    for clause in clauses:
-        if not clause:
-            continue
-        if len(clause) != 3 or clause[1] not in ("=", "!=", "~", "!~"):
-            raise SearchError(f"cannot parse search clause {' '.join(clause)!r}")
-        result.append((clause[0], clause[1], clause[2].strip('"')))
-    return result
-
-
-def matches(value: str | None, op: str, wanted: str) -> bool:
-    """Apply one search operator the way Foreman does for strings."""
-    if op == "=":
-        return value == wanted
-    if op == "!=":
-        return value != wanted
-    found = value is not None and wanted.lower() in value.lower()
-    return found if op == "~" else not found
+from instanceapi.testing.satellite.model import SearchError, SimHost, matches, parse_search
 
 
 class SimulatedSatellite:
@@ -369,56 +243,3 @@ def _fact_field(row: tuple[SimHost, str, str], key: str) -> str | None:
     host, fact, value = row
     found = {"fact": fact, "name": fact, "host": host.name, "value": value}
     return found[key] if key in found else host.field_value(key)
-
-
-def load_hosts(sim: SimulatedSatellite, data: Any) -> None:
-    """Add hosts from `data`: the demo cloud's JSON line, or {"hosts": [...]} / a list."""
-    if isinstance(data, dict) and ("existing" in data or "deleted" in data):
-        uuids = list(data.get("existing", [])) + list(data.get("deleted", []))
-        for number, value in enumerate(sorted(uuids), 1):
-            sim.add_guest(f"vm-{number:03d}.demo.example.com", value)
-        sim.add_host("metal-01.demo.example.com", product="PowerEdge R650")
-        vmware_uuid = str(uuidlib.uuid4())
-        sim.add_host(
-            "vmware-01.demo.example.com", uuid=vmware_uuid, product="VMware Virtual Platform"
-        )
-        sim.add_host("satellite.demo.example.com")
-        return
-    for item in data["hosts"] if isinstance(data, dict) else data:
-        item = dict(item)
-        if isinstance(item.get("last_checkin"), str):
-            item["last_checkin"] = datetime.fromisoformat(item["last_checkin"])
-        sim.add_host(item.pop("name"), **item)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Serve a simulated Satellite until interrupted; print its URL and credentials first."""
-    parser = argparse.ArgumentParser(prog="python -m instanceapi.testing.satellite")
-    parser.add_argument("--hosts-from-json", metavar="FILE", required=True, help=_FILE_HELP)
-    parser.add_argument("--port", type=int, default=0, help="default: a free port")
-    parser.add_argument("--user", default="admin")
-    parser.add_argument("--password", default="changeme")
-    parser.add_argument("--max-per-page", type=int, default=1000)
-    args = parser.parse_args(argv)
-    with open(args.hosts_from_json, encoding="utf-8") as fh:
-        lines = fh.read().strip().splitlines() or ["[]"]
-    sim = SimulatedSatellite(
-        user=args.user, password=args.password, max_per_page=args.max_per_page, port=args.port
-    )
-    # The demo cloud prints its JSON on the last line; a hosts file is one JSON document.
-    load_hosts(sim, json.loads(lines[-1] if lines[-1].startswith('{"') else "\n".join(lines)))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with sim, contextlib.suppress(KeyboardInterrupt):
-        info = {"url": sim.url, "user": sim.user, "password": sim.password}
-        print(json.dumps({**info, "hosts": len(sim.names())}), flush=True)
-        stop.wait()
-    return 0
-
-
-_FILE_HELP = (
-    'the demo cloud\'s JSON line ({"existing": [...], "deleted": [...]}), or {"hosts": [...]}'
-)
-
-if __name__ == "__main__":
-    raise SystemExit(main())
