@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every sub-command."""
     parser = argparse.ArgumentParser(
         prog="instanceapi",
-        description=__doc__.split("\n")[0],
+        description="Does the OpenStack instance with this UUID still exist? (for Satellite)",
         epilog="Settings: INSTANCEAPI_* variables; credentials: "
         "clouds.yaml or OS_* variables. See the README.",
     )
