@@ -27,8 +27,8 @@ from instanceapi.resources import (
     MissingUUIDResource,
     ReadyResource,
 )
-from instanceapi.shared import FILENAME as SHARED_FILE
 from instanceapi.shared import SharedAbsentCache
+from instanceapi.shared import path_for as shared_path
 from instanceapi.target import TargetChecker
 
 
@@ -75,6 +75,7 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
     from instanceapi.openstack import build_targets
 
     observe = upstream_observer(metrics or Metrics())
+    openstack_targets = build_targets(settings, observe)
     targets = [
         TargetChecker(
             target,
@@ -82,10 +83,13 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
             resync_interval=settings.resync_interval,
             max_index_age=settings.index_max_age,
         )
-        for target in build_targets(settings, observe)
+        for target in openstack_targets
     ]
     shared = (
-        SharedAbsentCache(Path(settings.runtime_dir) / SHARED_FILE, settings.absent_cache_size)
+        SharedAbsentCache(
+            shared_path(Path(settings.runtime_dir), [t.fingerprint for t in openstack_targets]),
+            settings.absent_cache_size,
+        )
         if settings.runtime_dir
         else None
     )

@@ -114,7 +114,7 @@ def on_starting(server: Any) -> None:
         else:
             shutil.rmtree(path, ignore_errors=True)
     for name in os.listdir(_runtime):
-        if name.startswith("absent.sqlite3"):
+        if name.startswith("absent-"):
             os.unlink(os.path.join(_runtime, name))
 
 

@@ -6,7 +6,7 @@ from falcon import testing
 
 from instanceapi.app import create_app
 from instanceapi.checker import Checker
-from instanceapi.shared import SharedAbsentCache
+from instanceapi.shared import SharedAbsentCache, path_for
 from instanceapi.target import TargetChecker
 from instanceapi.verdict import Presence, Sighting, Verdict
 from tests.fakes import FakeCloud, new_uuid
@@ -36,6 +36,22 @@ def test_one_worker_confirms_the_other_answers_without_asking(requests_mock, tmp
     assert answer.headers["Instance-Exists"] == "false"
     assert answer.json["targets"][0]["rule"] == "by-id"
     assert len(requests_mock.request_history) == before  # no Keystone, no Nova
+
+
+def test_another_target_set_gets_another_table(tmp_path):
+    """After a reload with a region added, absences proven without it do not count."""
+    old = SharedAbsentCache(path_for(tmp_path, ["demo/RegionOne|http://k/v3|public"]), 100)
+    new = SharedAbsentCache(
+        path_for(
+            tmp_path, ["demo/RegionOne|http://k/v3|public", "demo/RegionTwo|http://k/v3|public"]
+        ),
+        100,
+    )
+    uuid = new_uuid()
+    old.put(absent(uuid))
+    assert old.get(uuid) is not None
+    assert new.get(uuid) is None
+    assert path_for(tmp_path, ["b", "a"]) == path_for(tmp_path, ["a", "b"])
 
 
 def test_only_absences_are_shared(tmp_path):

@@ -185,6 +185,11 @@ class NovaTarget:
         """Return the compute microversion this target talks."""
         return str(self._nova().api_version.get_string())
 
+    @property
+    def fingerprint(self) -> str:
+        """Return what identifies this target's cloud: name, Keystone URL, interface."""
+        return f"{self.name}|{self._identity_url}|{self._interface}"
+
     def ping_identity(self) -> None:
         """Raise UpstreamError unless Keystone answers its version document."""
         try:
