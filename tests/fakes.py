@@ -35,6 +35,12 @@ FORBIDDEN = {
 PASSWORD = "s3cret-password-xyz"
 
 
+def nova_time(offset: float = 0.0) -> str:
+    """Return Nova's clock now (+ offset s) as Nova shows it: whole seconds, UTC."""
+    moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def not_found(server_id: str) -> dict[str, Any]:
     """Return Nova's 404 body for GET /servers/{id}."""
     return {"itemNotFound": {"code": 404, "message": f"Instance {server_id} could not be found."}}
@@ -93,6 +99,7 @@ class FakeCloud:
             "tenant_id": project_id or self.project_id,
             "OS-EXT-STS:vm_state": status.lower(),
             "links": [],
+            "updated": nova_time(),
         }
         return server_id
 
@@ -179,11 +186,14 @@ class FakeCloud:
         if query.get("all_tenants") and not allowed:
             context.status_code = 403
             return FORBIDDEN
+        since = query.get("changes-since")
         rows = [
             s
             for s in self.servers.values()
-            if ("changes-since" in query or s["status"] not in ("DELETED", "SOFT_DELETED"))
+            if (since or s["status"] not in ("DELETED", "SOFT_DELETED"))
             and (query.get("all_tenants") or s["tenant_id"] == self.project_id)
+            and (not since or dt.datetime.fromisoformat(s["updated"])
+                 >= dt.datetime.fromisoformat(since))
         ]
         start = 0
         if "marker" in query:

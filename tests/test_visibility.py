@@ -200,3 +200,19 @@ def test_a_401_is_retried_once_then_is_doubt(requests_mock):
     assert "HTTP 401" in answer.json["detail"]
     # keystoneauth's own retry after re-authenticating, then ours, then its again.
     assert cloud.calls("GET", f"/servers/{uuid}") == 4
+
+
+def test_listing_rule_survives_a_clock_ahead_of_novas(requests_mock):
+    """This host's clock 10 minutes ahead of Nova's: changes-since must still see new servers."""
+    import time
+
+    cloud = FakeCloud(requests_mock, roles=READER, can_list_all=True)
+    cloud.add(project_id=OTHER_PROJECT)
+    target = TargetChecker(cloud.target(), clock=lambda: time.time() + 600)
+    client = testing.TestClient(create_app(SETTINGS, checker=Checker([target])))
+    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404  # full listing read
+    late = cloud.add(project_id=OTHER_PROJECT)  # created now, by Nova's clock
+    answer = client.simulate_get(f"/check/{late}")
+    assert answer.status_code == 200, answer.json["detail"]
+    assert answer.json["rule"] == "listing"
+    assert cloud.calls("GET", "changes-since=1970") == 1  # the second read was incremental
