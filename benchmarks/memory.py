@@ -80,6 +80,9 @@ class FakeListing:
         """Never used by the index."""
         return Identity("bench", frozenset())
 
+    def nova_time(self) -> float | None:
+        return None
+
     def microversion(self) -> str:
         """Never used by the index."""
         return "2.69"

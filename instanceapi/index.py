@@ -42,8 +42,8 @@ class IndexState:
     synced_from: float | None = None  # our clock when the newest listing started
     full_from: float | None = None
     full_since: str | None = None  # the changes-since of the last full sync
-    #: The newest `updated` Nova has shown us, by Nova's own clock (None: none seen).
-    nova_newest: float | None = None
+    #: Nova's clock minus ours, measured as the newest listing ended (None: unknown).
+    nova_offset: float | None = None
 
 
 class ServerIndex:
@@ -111,7 +111,6 @@ class ServerIndex:
             state.full_from is None
             or state.full_since != full_since
             or started - state.full_from >= self._resync_interval
-            or state.nova_newest is None  # no clock of Nova's to bound the window by
         )
         try:
             self._state = self._read(state, started, full, full_since)
@@ -130,11 +129,9 @@ class ServerIndex:
             since = full_since
         else:
             statuses, deleted_seen = dict(state.statuses), dict(state.deleted_seen)
-            since = iso(_window_start(state, started))
-        newest = None if full else state.nova_newest
+            since = iso(window_start(state.synced_from or started, state.nova_offset))
         for page in self.target.list_servers(changes_since=since):
             for server in page:
-                newest = _later(newest, server.get("updated"))
                 uuid = str(server["id"]).lower()
                 # Interned: 100,000 servers share a handful of status strings.
                 status = sys.intern(str(server.get("status") or UNKNOWN))
@@ -148,26 +145,21 @@ class ServerIndex:
             started,
             started if full else state.full_from,
             full_since if full else state.full_since,
-            newest,
+            self._nova_offset(state.nova_offset),
         )
 
+    def _nova_offset(self, previous: float | None) -> float | None:
+        """Return Nova's clock minus ours, from the Date of the answer just read."""
+        nova = self.target.nova_time()
+        return previous if nova is None else nova - self._clock()
 
-def _window_start(state: IndexState, started: float) -> float:
-    """Return where a changes-since listing must start to miss nothing.
 
-    NOTE: by the earlier of two clocks: ours (when the last listing started)
-    and Nova's (the newest `updated` it showed), each less a margin. Our clock
-    alone would miss new servers whenever this host runs ahead of Nova's
-    database, and the listing rule would then call them absent.
+def window_start(last_listing: float, nova_offset: float | None) -> float:
+    """Return, by Nova's clock, where a changes-since listing must start to miss nothing.
+
+    NOTE: changes-since compares with Nova's clock. When this host runs ahead of
+    Nova (a negative offset, measured from Nova's Date headers), a window taken
+    from our clock alone would miss servers created meanwhile, and the listing
+    rule would call them absent. A host behind Nova only widens the window.
     """
-    ours = (state.synced_from or started) - SKEW_MARGIN
-    return min(ours, (state.nova_newest or ours) - SKEW_MARGIN)
-
-
-def _later(newest: float | None, updated: object) -> float | None:
-    """Return the later of `newest` and Nova's `updated` timestamp (ignored if unreadable)."""
-    try:
-        moment = datetime.fromisoformat(str(updated)).timestamp()
-    except ValueError:
-        return newest
-    return moment if newest is None else max(newest, moment)
+    return last_listing + min(0.0, nova_offset or 0.0) - SKEW_MARGIN

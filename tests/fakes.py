@@ -9,6 +9,7 @@ shared/upstream-facts.md: 404 for other projects' servers unless admin,
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import re
 import uuid
@@ -172,6 +173,7 @@ class FakeCloud:
         return "admin" in self.roles
 
     def _show(self, request: Any, context: Any) -> dict[str, Any]:
+        context.headers["Date"] = email.utils.formatdate(usegmt=True)
         server_id = urlparse(request.url).path.rsplit("/", 1)[-1]
         server = self.servers.get(server_id)
         visible = server and (self.is_admin or server["tenant_id"] == self.project_id)
@@ -181,6 +183,7 @@ class FakeCloud:
         return {"server": server}
 
     def _listing(self, request: Any, context: Any) -> dict[str, Any]:
+        context.headers["Date"] = email.utils.formatdate(usegmt=True)
         query = {k: v[-1] for k, v in parse_qs(urlparse(request.url).query).items()}
         allowed = self.is_admin if self.can_list_all is None else self.can_list_all
         if query.get("all_tenants") and not allowed:
@@ -192,8 +195,10 @@ class FakeCloud:
             for s in self.servers.values()
             if (since or s["status"] not in ("DELETED", "SOFT_DELETED"))
             and (query.get("all_tenants") or s["tenant_id"] == self.project_id)
-            and (not since or dt.datetime.fromisoformat(s["updated"])
-                 >= dt.datetime.fromisoformat(since))
+            and (
+                not since
+                or dt.datetime.fromisoformat(s["updated"]) >= dt.datetime.fromisoformat(since)
+            )
         ]
         start = 0
         if "marker" in query:

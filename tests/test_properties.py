@@ -243,6 +243,9 @@ class ScriptedCompute:
     def ping_identity(self) -> None:
         return None
 
+    def nova_time(self) -> float | None:
+        return None
+
     def microversion(self) -> str:
         return "2.69"
 

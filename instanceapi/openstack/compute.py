@@ -6,6 +6,7 @@ and ``UpstreamError`` for every other outcome.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import re
 import threading
@@ -92,6 +93,9 @@ class Compute(Protocol):
     def ping_identity(self) -> None:
         """Raise UpstreamError unless Keystone answers (cheap, no token issued)."""
 
+    def nova_time(self) -> float | None:
+        """Return Nova's clock as of its latest answer (its Date header), if known."""
+
 
 class NovaTarget:
     """One cloud/region: a keystoneauth Session reused for every request."""
@@ -116,6 +120,7 @@ class NovaTarget:
         self._client: Any = None
         self._lock = threading.Lock()
         self.endpoint: str | None = None
+        self._nova_time: float | None = None
         self.offered_microversion: str | None = None
         auth_url = str(getattr(session.auth, "auth_url", "") or "")
         self._identity_url = auth_url.rstrip("/")
@@ -200,6 +205,8 @@ class NovaTarget:
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         url = response.request.url or ""
         service = "identity" if self._is_identity(url) else "compute"
+        if service == "compute":
+            self._note_clock(response.headers.get("Date"))
         self._observe(
             service,
             self.name,
@@ -273,6 +280,16 @@ class NovaTarget:
         if keystone:
             what = f"Keystone ({self._identity_url}), needed for {what},"
         return UpstreamError(self.name, f"{what} failed: {describe(ex)}", status=status)
+
+    def nova_time(self) -> float | None:
+        """Return Nova's clock as of its latest answer (its Date header), if known."""
+        return self._nova_time
+
+    def _note_clock(self, date: str | None) -> None:
+        try:
+            self._nova_time = email.utils.parsedate_to_datetime(date or "").timestamp()
+        except (TypeError, ValueError):
+            return
 
     def _from_keystone(self, ex: BaseException) -> bool:
         """Return True if the failure came from Keystone (e.g. while renewing the token)."""
