@@ -94,3 +94,42 @@ def test_example_env_file_lists_every_setting_and_is_valid():
     documented = {name for name in _KNOWN if f"INSTANCEAPI_{name}=" in text}
     assert documented == _KNOWN - {"CONFIG_FILE"}
     assert Settings.from_env(read_env_file(example)).targets == (TargetSpec("mycloud"),)
+
+
+def test_tls_needs_both_files_and_readable_ones(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("certificate")
+    key.write_text("key")
+    both = Settings.from_env(
+        {**BASE, "INSTANCEAPI_CERTFILE": str(cert), "INSTANCEAPI_KEYFILE": str(key)}
+    )
+    assert (both.certfile, both.keyfile) == (str(cert), str(key))
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**BASE, "INSTANCEAPI_CERTFILE": str(cert)})
+    assert caught.value.key == "INSTANCEAPI_KEYFILE"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(
+            {
+                **BASE,
+                "INSTANCEAPI_CERTFILE": str(tmp_path / "missing.pem"),
+                "INSTANCEAPI_KEYFILE": str(key),
+            }
+        )
+    assert caught.value.key == "INSTANCEAPI_CERTFILE"
+
+
+def test_token_file_and_networks_are_validated(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# nobody yet\n")
+    with pytest.raises(ConfigError, match=r"INSTANCEAPI_TOKEN_FILE: .* holds no token"):
+        Settings.from_env({**BASE, "INSTANCEAPI_TOKEN_FILE": str(tokens)})
+    tokens.write_text("short\n")
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        Settings.from_env({**BASE, "INSTANCEAPI_TOKEN_FILE": str(tokens)})
+    with pytest.raises(ConfigError, match="INSTANCEAPI_ALLOW_CIDRS: 'ten' is not"):
+        Settings.from_env({**BASE, "INSTANCEAPI_ALLOW_CIDRS": "10.0.0.0/8, ten"})
+    secret = "a-long-enough-secret-token-123"
+    tokens.write_text(secret + "\n")
+    settings = Settings.from_env({**BASE, "INSTANCEAPI_TOKEN_FILE": str(tokens)})
+    assert settings.api_tokens == (secret,)
+    assert secret not in repr(settings)
