@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -232,3 +233,16 @@ def test_cli_check_exit_statuses(cloud, demo, tmp_path, monkeypatch, capsys):
     cloud.fault("nova", region="RegionOne", status=500)
     assert main(["check", "--json", demo["deleted"][0]]) == 2
     assert '"exists": null' in capsys.readouterr().out
+
+
+def test_instanceapi_serve_runs_gunicorn_and_validates_first(tmp_path):
+    """`instanceapi serve` execs Gunicorn with the bundled config: a bad setting stops it."""
+    script = Path(sys.executable).with_name("instanceapi")
+    env = {"PATH": "/usr/bin:/bin", "INSTANCEAPI_CLOUDS": "demo", "INSTANCEAPI_WORKERS": "many"}
+    done = subprocess.run(
+        [str(script), "serve"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert "instanceapi: configuration error: INSTANCEAPI_WORKERS: expected a whole number" in (
+        done.stderr
+    )
