@@ -40,7 +40,13 @@ def create_app(
     checker = checker or build_checker(settings, metrics)
     middleware: list[Any] = [RequestContext()]
     if settings.api_tokens or settings.allow_networks:
-        middleware.append(AccessControl(settings.api_tokens, settings.allow_networks))
+        middleware.append(
+            AccessControl(
+                settings.api_tokens,
+                settings.allow_networks,
+                forwarded_allow=settings.forwarded_allow,
+            )
+        )
     app: falcon.App[falcon.Request, falcon.Response] = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(serialize_error)

@@ -63,6 +63,8 @@ class Settings:
     runtime_dir: str | None = None
     keyfile: str | None = None
     allow_networks: tuple[Network, ...] = ()
+    #: Proxies whose X-Forwarded-For names the client (Gunicorn's forwarded_allow_ips).
+    forwarded_allow: tuple[Network, ...] = ()
     #: Bearer tokens the API accepts (empty: no authentication). Kept out of repr.
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
 
@@ -94,7 +96,8 @@ class Settings:
             certfile=_readable(env, "CERTFILE"),
             runtime_dir=_writable_dir(env, "RUNTIME_DIR"),
             keyfile=_readable(env, "KEYFILE"),
-            allow_networks=_networks(env),
+            allow_networks=_networks(env, "ALLOW_CIDRS"),
+            forwarded_allow=_networks(env, "FORWARDED_ALLOW_IPS"),
             api_tokens=_tokens(env),
         )._checked()
 
@@ -121,6 +124,7 @@ _KNOWN = {
     "MAX_UPSTREAM_LOOKUPS",
     "TOKEN_FILE",
     "ALLOW_CIDRS",
+    "FORWARDED_ALLOW_IPS",
     "CERTFILE",
     "RUNTIME_DIR",
     "KEYFILE",
@@ -262,8 +266,8 @@ def _writable_dir(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
-def _networks(env: Mapping[str, str]) -> tuple[Network, ...]:
-    key = PREFIX + "ALLOW_CIDRS"
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    key = PREFIX + name
     networks = []
     for item in (p.strip() for p in env.get(key, "").split(",")):
         if not item:

@@ -53,6 +53,9 @@ _settings = _load()
 bind = [_settings.bind]
 # Slow clients queue here rather than in a worker.
 backlog = 256
+# The front proxy (deploy/nginx/) whose X-Forwarded-For names the client: Gunicorn
+# and the app's allowlist trust that header from these addresses only (none by default).
+forwarded_allow_ips = ",".join(str(net) for net in _settings.forwarded_allow)
 
 # -- Worker processes ---------------------------------------------------------
 # Each worker holds one Keystone session per target (its token is reused).
@@ -86,10 +89,11 @@ keyfile = _settings.keyfile
 # Access log on stdout (the journal under systemd): one line per request, so per
 # check: its uuid (the path), answer, time (%(M)s ms), where the answer came from
 # (Instance-Source) and the request id the app echoes, to join with its own lines.
+# Behind the front proxy %(h)s is the proxy: xff= is the client it forwarded.
 accesslog = os.environ.get("INSTANCEAPI_ACCESS_LOG", "-")
 access_log_format = (
     '%(h)s "%(r)s" %(s)s %(b)s %(M)sms source=%({instance-source}o)s '
-    'rid=%({x-request-id}o)s "%(a)s"'
+    'rid=%({x-request-id}o)s xff=%({x-forwarded-for}i)s "%(a)s"'
 )
 errorlog = "-"
 loglevel = _settings.log_level.lower()

@@ -17,6 +17,7 @@ from instanceapi.config import Network
 from instanceapi.logs import request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
+FORWARDED_FOR_HEADER = "X-Forwarded-For"
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: Seconds spent waiting on OpenStack during the current request, by call.
 upstream_seconds: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
@@ -68,6 +69,30 @@ def add_upstream_time(seconds: float) -> None:
         tally.append(seconds)
 
 
+def client_address(
+    req: falcon.Request, forwarded_allow: Sequence[Network]
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Return the caller's address: the peer's, or the proxy's word for it.
+
+    X-Forwarded-For counts only when the peer is a trusted proxy (the networks
+    Gunicorn's ``forwarded_allow_ips`` lists too), and then only its last entry:
+    the one the proxy itself wrote. Anything a client wrote before it is ignored.
+    None: no usable address (refused by any allowlist).
+    """
+    peer = _parse_ip(req.remote_addr)
+    forwarded = req.get_header(FORWARDED_FOR_HEADER)
+    if peer is None or not forwarded or not any(peer in net for net in forwarded_allow):
+        return peer
+    return _parse_ip(forwarded.rsplit(",", 1)[-1])
+
+
+def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address((text or "").strip())
+    except ValueError:
+        return None
+
+
 class AccessControl:
     """Refuse callers outside the allowed networks (403) or without a valid token (401)."""
 
@@ -76,16 +101,18 @@ class AccessControl:
         tokens: Sequence[str],
         networks: Sequence[Network],
         open_paths: Sequence[str] = ("/healthz",),
+        forwarded_allow: Sequence[Network] = (),
     ) -> None:
         self._tokens = [t.encode() for t in tokens]
         self._networks = tuple(networks)
         self._open_paths = frozenset(open_paths)
+        self._forwarded_allow = tuple(forwarded_allow)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Raise 403/401 unless the caller may ask; liveness stays open."""
         if req.path in self._open_paths:
             return
-        if self._networks and not self._address_allowed(req.remote_addr):
+        if self._networks and not self._address_allowed(req):
             raise falcon.HTTPForbidden(
                 title="Forbidden", description="this client address may not ask"
             )
@@ -96,12 +123,9 @@ class AccessControl:
                 challenges=['Bearer realm="instanceapi"'],
             )
 
-    def _address_allowed(self, address: str | None) -> bool:
-        try:
-            ip = ipaddress.ip_address(address or "")
-        except ValueError:
-            return False
-        return any(ip in network for network in self._networks)
+    def _address_allowed(self, req: falcon.Request) -> bool:
+        ip = client_address(req, self._forwarded_allow)
+        return ip is not None and any(ip in network for network in self._networks)
 
     def _token_valid(self, header: str) -> bool:
         scheme, _, given = header.partition(" ")

@@ -133,3 +133,11 @@ def test_token_file_and_networks_are_validated(tmp_path):
     settings = Settings.from_env({**BASE, "INSTANCEAPI_TOKEN_FILE": str(tokens)})
     assert settings.api_tokens == (secret,)
     assert secret not in repr(settings)
+
+
+def test_forwarded_allow_ips_are_networks_and_never_everyone():
+    settings = Settings.from_env({**BASE, "INSTANCEAPI_FORWARDED_ALLOW_IPS": "127.0.0.1, ::1"})
+    assert [str(n) for n in settings.forwarded_allow] == ["127.0.0.1/32", "::1/128"]
+    assert Settings.from_env(BASE).forwarded_allow == ()
+    with pytest.raises(ConfigError, match="INSTANCEAPI_FORWARDED_ALLOW_IPS: '\\*' is not"):
+        Settings.from_env({**BASE, "INSTANCEAPI_FORWARDED_ALLOW_IPS": "*"})

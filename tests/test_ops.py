@@ -105,6 +105,32 @@ def test_address_allowlist(cloud):
     assert client.simulate_get("/healthz", remote_addr="192.0.2.7").status_code == 200
 
 
+def test_allowlist_reads_x_forwarded_for_only_from_a_trusted_proxy(cloud):
+    import ipaddress
+
+    settings = Settings(
+        targets=(TargetSpec("cloud"),),
+        allow_networks=(ipaddress.ip_network("10.1.0.0/16"),),
+        forwarded_allow=(ipaddress.ip_network("127.0.0.1"),),
+    )
+    client, _ = app_for(cloud, settings=settings)
+    uuid = cloud.add()
+
+    def status(peer: str, forwarded: str | None) -> int:
+        headers = {"X-Forwarded-For": forwarded} if forwarded is not None else {}
+        answer = client.simulate_get(f"/check/{uuid}", remote_addr=peer, headers=headers)
+        return answer.status_code
+
+    assert status("127.0.0.1", "10.1.2.3") == 200  # the proxy forwards an allowed client
+    assert status("127.0.0.1", "192.0.2.7") == 403  # ... or a refused one
+    # Only the last entry (the proxy's own) counts: a client-written one is ignored.
+    assert status("127.0.0.1", "10.1.2.3, 192.0.2.7") == 403
+    assert status("127.0.0.1", "not-an-address") == 403
+    # From any other peer the header is ignored: the peer itself must be allowed.
+    assert status("192.0.2.7", "10.1.2.3") == 403
+    assert status("10.1.2.3", "192.0.2.7") == 200
+
+
 def test_overload_is_503_never_404(cloud):
     uuid = cloud.add()
     client, _ = app_for(cloud, max_live_lookups=1, slot_wait=0.05)
