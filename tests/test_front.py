@@ -20,7 +20,7 @@ import requests
 
 from instanceapi.bulk import MAX_BULK_BYTES
 from instanceapi.testing import SimulatedCloud, harness, seed_demo
-from instanceapi.testing.front import NginxFront
+from instanceapi.testing.front import NginxFront, nginx_path
 from instanceapi.testing.harness import ServiceProcess
 from instanceapi.testing.pki import ThrowAwayCA
 from tests.conftest import require_tool
@@ -32,7 +32,7 @@ SLOW_CLIENTS = 200
 
 @pytest.fixture(scope="module")
 def nginx() -> str:
-    return require_tool("nginx")
+    return nginx_path() or require_tool("nginx")
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,11 @@ def render(text: str, values: Mapping[str, str]) -> str:
     return text
 
 
+def nginx_path() -> str | None:
+    """Return the nginx executable (it lives in /usr/sbin, not always on PATH), or None."""
+    return shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as probe:
@@ -120,7 +125,7 @@ class NginxFront:
 
     def start(self) -> None:
         """Write the configuration and start nginx; retry on a port taken meanwhile."""
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        nginx = nginx_path() or "nginx"
         for _ in range(3):
             self.port = free_port()
             self._write_config()
