@@ -19,6 +19,8 @@ import pytest
 import requests
 
 from instanceapi.bulk import MAX_BULK_BYTES
+from instanceapi.reap.model import Answer
+from instanceapi.reap.service import ServiceClient, build_session
 from instanceapi.testing import SimulatedCloud, harness, seed_demo
 from instanceapi.testing.front import NginxFront, nginx_path
 from instanceapi.testing.harness import ServiceProcess
@@ -195,6 +197,18 @@ def test_mutual_tls_refuses_clients_without_a_trusted_certificate(mtls_front, pk
     assert b"SSL certificate error" in body
     status, _, _ = ask(mtls_front.port, path, context=client_context(pki, "client"))
     assert status == 200
+
+
+def test_the_reaper_presents_its_client_certificate(mtls_front, pki, demo, monkeypatch):
+    # requests lets this variable override a session's CA bundle unless asked per request.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki["stranger"].cert))
+    ca, cert = str(pki["ca"].cert), (str(pki["client"].cert), str(pki["client"].key))
+    with_cert = ServiceClient(mtls_front.url, build_session(ca_bundle=ca, client_cert=cert))
+    assert with_cert.check_one(demo["deleted"][0]).answer is Answer.ABSENT
+    assert with_cert.check_many([demo["existing"][0]])[demo["existing"][0]].answer is Answer.PRESENT
+    without = ServiceClient(mtls_front.url, build_session(ca_bundle=ca))
+    assert without.check_one(demo["deleted"][0]).answer is Answer.UNKNOWN  # 400: kept
+    assert without.readiness() is not None
 
 
 # -- slow clients -------------------------------------------------------------------------------

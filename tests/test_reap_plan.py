@@ -395,3 +395,19 @@ def test_parse_duration():
     assert parse_duration("2w") == timedelta(days=14)
     with pytest.raises(ValueError, match="duration"):
         parse_duration("1y")
+
+
+def test_config_client_certificate_needs_both_readable_files(tmp_path):
+    env = {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": "s3cret", "HOME": str(tmp_path)}
+    cert, key = tmp_path / "client.crt", tmp_path / "client.key"
+    cert.write_text("certificate")
+    key.write_text("key")
+    assert resolve(parse(), env).service_cert is None
+    both = resolve(
+        parse("--service-cert", str(cert)), {**env, "INSTANCEAPI_REAP_SERVICE_KEY": str(key)}
+    )
+    assert both.service_cert == (str(cert), str(key))
+    with pytest.raises(ConfigError, match=r"--service-key .* is required with the other"):
+        resolve(parse("--service-cert", str(cert)), env)
+    with pytest.raises(ConfigError, match=r"--service-cert: .* is not a readable file"):
+        resolve(parse("--service-cert", str(tmp_path / "nope"), "--service-key", str(key)), env)

@@ -168,3 +168,17 @@ def test_simulator_command_line(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_the_configured_ca_bundle_wins_over_requests_ca_bundle(monkeypatch, tmp_path):
+    import requests_mock
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "elsewhere.pem"))
+    session = build_session("admin", "secret", ca_bundle="/etc/pki/katello/ca.crt")
+    satellite = SatelliteClient("https://sat.example.com", session, sleep=lambda _s: None)
+    with requests_mock.Mocker() as mocked:
+        mocked.get("https://sat.example.com/api/v2/hosts/7", json={"id": 7, "name": "h"})
+        mocked.delete("https://sat.example.com/api/v2/hosts/7", status_code=200)
+        satellite.host_detail(7)
+        satellite.delete_host(7)
+    assert [r.verify for r in mocked.request_history] == ["/etc/pki/katello/ca.crt"] * 2

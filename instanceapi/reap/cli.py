@@ -134,6 +134,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     svc.add_argument("--service-ca-bundle", metavar="PATH", help="CA bundle for the service's TLS")
     svc.add_argument(
+        "--service-cert",
+        metavar="PATH",
+        help=f"client certificate, for a front that requires mutual TLS {env}SERVICE_CERT)",
+    )
+    svc.add_argument(
+        "--service-key", metavar="PATH", help=f"the client certificate's key {env}SERVICE_KEY)"
+    )
+    svc.add_argument(
         "--canary",
         metavar="UUID",
         help="an instance known to exist; must answer 200 before anything is done",
@@ -252,7 +260,7 @@ def _reaper(
     )
     svc = service.ServiceClient(
         config.service_url,
-        service.build_session(config.service_token, config.service_ca),
+        service.build_session(config.service_token, config.service_ca, config.service_cert),
         timeout=config.timeout,
         batch_size=config.batch_size,
     )

@@ -8,6 +8,7 @@ option, from an environment variable, or from the systemd credentials directory.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class ReapConfig:
     satellite_ca: str | None = None
     service_token: str | None = field(default=None, repr=False)
     service_ca: str | None = None
+    #: Client certificate and key for a front that requires mutual TLS.
+    service_cert: tuple[str, str] | None = None
     per_page: int = 500
     satellite_retries: int = 2
     batch_size: int = 500
@@ -69,6 +72,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> ReapConfig:
         service_url=_url(_pick(args.service_url, env, "SERVICE_URL", "--service-url")),
         service_token=_secret(args.service_token_file, env, "SERVICE_TOKEN"),
         service_ca=args.service_ca_bundle or env.get(ENV_PREFIX + "SERVICE_CA_BUNDLE"),
+        service_cert=_client_cert(args, env),
         settings=_settings(args),
         state_file=state_file,
         audit_log=Path(args.audit_log)
@@ -152,6 +156,20 @@ def _secret(path: str | None, env: Mapping[str, str], var: str) -> str | None:
 
 def _missing(option: str, var: str) -> str:
     raise ConfigError(f"{option} (or {ENV_PREFIX}{var}) is required")
+
+
+def _client_cert(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """Return the (certificate, key) paths for mutual TLS: both or neither, readable."""
+    cert = args.service_cert or env.get(ENV_PREFIX + "SERVICE_CERT", "")
+    key = args.service_key or env.get(ENV_PREFIX + "SERVICE_KEY", "")
+    if not cert and not key:
+        return None
+    for value, option, var in ((cert, "--service-cert", "CERT"), (key, "--service-key", "KEY")):
+        if not value:
+            raise ConfigError(f"{option} (or {ENV_PREFIX}SERVICE_{var}) is required with the other")
+        if not Path(value).is_file() or not os.access(value, os.R_OK):
+            raise ConfigError(f"{option}: {value} is not a readable file")
+    return cert, key
 
 
 def _url(text: str) -> str:

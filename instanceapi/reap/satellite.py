@@ -101,7 +101,9 @@ class SatelliteClient:
         """Delete one host record; raise SatelliteError unless Satellite confirms it."""
         url = f"{self.base_url}/api/v2/hosts/{host_id}"
         try:
-            resp = self.session.delete(url, timeout=self.timeout, allow_redirects=False)
+            resp = self.session.delete(
+                url, timeout=self.timeout, allow_redirects=False, verify=self.session.verify
+            )
         except requests.RequestException as ex:
             raise SatelliteError(f"DELETE host {host_id}: {ex}") from ex
         if resp.status_code not in (200, 202, 204):
@@ -129,7 +131,12 @@ class SatelliteClient:
             if attempt:
                 self._sleep(min(2.0**attempt, 30.0))
             try:
-                resp = self.session.get(self.base_url + path, params=params, timeout=self.timeout)
+                resp = self.session.get(
+                    self.base_url + path,
+                    params=params,
+                    timeout=self.timeout,
+                    verify=self.session.verify,  # NOTE: else REQUESTS_CA_BUNDLE overrides it
+                )
             except requests.RequestException as ex:
                 last = str(ex)
                 continue

@@ -26,10 +26,16 @@ Progress = Callable[[str, int, int], None]
 MARKER = "Instance-Exists"
 
 
-def build_session(token: str | None = None, ca_bundle: str | None = None) -> requests.Session:
-    """Return a session for the service, with a bearer token when one is configured."""
+def build_session(
+    token: str | None = None,
+    ca_bundle: str | None = None,
+    client_cert: tuple[str, str] | None = None,
+) -> requests.Session:
+    """Return a session for the service, with a bearer token and a client certificate if set."""
     session = requests.Session()
     session.verify = ca_bundle or True
+    if client_cert:
+        session.cert = client_cert
     session.headers["Accept"] = "application/json"
     session.headers["User-Agent"] = "instanceapi-reap"
     if token:
@@ -117,8 +123,15 @@ class ServiceClient:
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.base_url + path
         for _ in range(2):
+            # NOTE: verify per request: requests lets REQUESTS_CA_BUNDLE (or
+            # CURL_CA_BUNDLE) override a session's verify, silently.
             resp = self.session.request(
-                method, url, timeout=self.timeout, allow_redirects=False, **kwargs
+                method,
+                url,
+                timeout=self.timeout,
+                allow_redirects=False,
+                verify=self.session.verify,
+                **kwargs,
             )
             wait = _retry_after(resp)
             if resp.status_code != 503 or wait is None or wait > self.max_wait:
