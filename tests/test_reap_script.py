@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from instanceapi.testing.front import NginxFront, nginx_path
+from instanceapi.testing.pki import ThrowAwayCA
 from tests.conftest import require_tool
 from tests.test_reap_e2e import UUID, FakeService, serve
 
@@ -179,6 +181,24 @@ def test_bearer_token_from_a_file(world):
     token = world["dir"] / "token"
     token.write_text("s3cret\n")
     status, out, _ = cleanup(world, INSTANCEAPI_TOKEN_FILE=str(token))
+    assert status == 0 and absent_lines(out) == GONE, out
+
+
+def test_a_client_certificate_for_a_mutual_tls_front(world, tmp_path):
+    require_tool("curl")
+    nginx_path() or require_tool("nginx")
+    ca = ThrowAwayCA(tmp_path)
+    client = ca.issue_client()
+    upstream = world["fake"].url.removeprefix("http://")
+    with NginxFront(upstream, ca.issue_server(), client_ca=ca.cert) as front:
+        trust = {"CURL_CA_BUNDLE": str(ca.cert)}
+        status, out, _ = cleanup(world, url=front.url, **trust)
+        assert status == 4 and "answered 400" in out, out  # no certificate: nothing done
+        cert = {
+            "INSTANCEAPI_CLIENT_CERT": str(client.cert),
+            "INSTANCEAPI_CLIENT_KEY": str(client.key),
+        }
+        status, out, _ = cleanup(world, url=front.url, **trust, **cert)
     assert status == 0 and absent_lines(out) == GONE, out
 
 

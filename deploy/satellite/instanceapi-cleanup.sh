@@ -13,6 +13,8 @@
 # log and per-host protection; prefer it for unattended runs.
 #
 # Environment: INSTANCEAPI_TOKEN_FILE (file with the service's bearer token),
+# INSTANCEAPI_CLIENT_CERT and INSTANCEAPI_CLIENT_KEY (this host's certificate
+# and key, when the service's nginx front requires mutual TLS),
 # PRODUCTS (accepted product names, "|"-separated; default
 # "OpenStack Compute|OpenStack Nova"), HAMMER (default: hammer).
 # Exit: 0 done, 1 a deletion failed, 2 usage, 3 hammer failed,
@@ -52,6 +54,9 @@ hammer_csv() {
 # Print the HTTP status of GET $service$1; headers and body land in $tmp.
 http() {
     set -- -sS -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' --max-time 30 "$service$1"
+    if [ -n "${INSTANCEAPI_CLIENT_CERT:-}" ]; then
+        set -- --cert "$INSTANCEAPI_CLIENT_CERT" --key "${INSTANCEAPI_CLIENT_KEY:?needs INSTANCEAPI_CLIENT_KEY too}" "$@"
+    fi
     if [ -n "${INSTANCEAPI_TOKEN_FILE:-}" ]; then
         # Through --config on stdin, so the token never shows in the process list.
         printf 'header = "Authorization: Bearer %s"\n' "$(cat "$INSTANCEAPI_TOKEN_FILE")" |
