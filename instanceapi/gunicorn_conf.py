@@ -48,8 +48,8 @@ _settings = _load()
 
 
 # -- Server socket ------------------------------------------------------------
-# Loopback by default: the answers reveal which instances exist. Put a TLS
-# proxy in front, or set INSTANCEAPI_BIND, to serve the Satellite host.
+# Loopback by default: the answers reveal which instances exist. The nginx front
+# (deploy/nginx/) serves the Satellite host over TLS; or set INSTANCEAPI_BIND.
 bind = [_settings.bind]
 # Slow clients queue here rather than in a worker.
 backlog = 256
