@@ -20,13 +20,16 @@ import argparse
 import contextlib
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.cloudproc import CloudProcess, Control
 from benchmarks.load import LoadResult, run_wrk, wrk_path
 from benchmarks.phases import progress, write_inputs
+from benchmarks.procfs import cpu_seconds, worker_pids
 from benchmarks.sweep import wait_for_index
 from benchmarks.workload import make_workload
 from instanceapi.testing.front import NginxFront, nginx_path
@@ -48,9 +51,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def measure(options: argparse.Namespace, folder: Path) -> dict[str, list[LoadResult]]:
+@dataclass(frozen=True)
+class Run:
+    """One measured wrk run and the CPU the servers spent on it."""
+
+    load: LoadResult
+    gunicorn_ms: float  # Gunicorn workers' CPU per request
+    nginx_ms: float  # nginx workers' CPU per request
+    shares: tuple[float, ...]  # each Gunicorn worker's part of their CPU
+
+
+def measure(options: argparse.Namespace, folder: Path) -> dict[str, list[Run]]:
     """Start everything, then alternate direct and front wrk runs."""
-    results: dict[str, list[LoadResult]] = {"direct": [], "front": []}
+    results: dict[str, list[Run]] = {"direct": [], "front": []}
     with contextlib.ExitStack() as stack:
         progress(f"starting the simulated cloud with {options.servers:,} servers")
         cloud = CloudProcess(options.servers, latency_ms=20.0, per_server_ms=0.05)
@@ -81,37 +94,59 @@ def measure(options: argparse.Namespace, folder: Path) -> dict[str, list[LoadRes
             NginxFront(upstream, ca.issue_server(), workers=options.nginx_workers)
         )
         urls = {"direct": service.url, "front": front.url}
+        pids = (_children(service.process), _children(front.process))
         for round_ in range(1, options.rounds + 1):
             for name, url in urls.items():
                 progress(f"round {round_}/{options.rounds}: {name} ({url})")
-                run = _run(url, inputs.check, options)
-                results[name].append(run)
+                results[name].append(_run(url, inputs.check, options, pids))
     return results
 
 
-def _run(url: str, check: list[str], options: argparse.Namespace) -> LoadResult:
+def _children(process: subprocess.Popen[bytes] | None) -> list[int]:
+    return worker_pids(process.pid) if process is not None else []
+
+
+def _run(
+    url: str, check: list[str], options: argparse.Namespace, pids: tuple[list[int], list[int]]
+) -> Run:
     connections = options.connections
     if options.warmup > 0:
         run_wrk(url, "check.lua", check, duration=options.warmup, connections=connections)
-    return run_wrk(url, "check.lua", check, duration=options.duration, connections=connections)
+    gunicorn, nginx = pids
+    before = [cpu_seconds([pid]) for pid in gunicorn], cpu_seconds(nginx)
+    load = run_wrk(url, "check.lua", check, duration=options.duration, connections=connections)
+    spent = [cpu_seconds([pid]) - start for pid, start in zip(gunicorn, before[0], strict=True)]
+    per_request = 1000 / load.requests if load.requests else 0.0
+    total = sum(spent)
+    return Run(
+        load,
+        gunicorn_ms=total * per_request,
+        nginx_ms=(cpu_seconds(nginx) - before[1]) * per_request,
+        shares=tuple(part / total if total else 0.0 for part in spent),
+    )
 
 
-def report(options: argparse.Namespace, results: dict[str, list[LoadResult]]) -> str:
+def report(options: argparse.Namespace, results: dict[str, list[Run]]) -> str:
     """Return the Markdown table of both paths, and the command that repeats the run."""
     lines = [
-        "| path | requests/s (median of rounds) | each round | p50 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|",
+        "| path | requests/s (median) | each round | p50 ms | p99 ms | errors "
+        "| CPU ms/request: Gunicorn + nginx | Gunicorn worker shares |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     medians = {}
     for name, runs in results.items():
-        medians[name] = statistics.median(r.rate for r in runs)
-        each = " / ".join(f"{r.rate:,.0f}" for r in runs)
-        p50 = statistics.median(r.p50_ms for r in runs)
-        p99 = statistics.median(r.p99_ms for r in runs)
-        errors = sum(r.errors for r in runs)
+        medians[name] = statistics.median(r.load.rate for r in runs)
+        each = " / ".join(f"{r.load.rate:,.0f}" for r in runs)
+        p50 = statistics.median(r.load.p50_ms for r in runs)
+        p99 = statistics.median(r.load.p99_ms for r in runs)
+        errors = sum(r.load.errors for r in runs)
+        gunicorn = statistics.median(r.gunicorn_ms for r in runs)
+        nginx = statistics.median(r.nginx_ms for r in runs)
+        shares = " / ".join(":".join(f"{share:.2f}" for share in r.shares) for r in runs)
         label = "Gunicorn direct (HTTP)" if name == "direct" else "nginx front (HTTPS)"
         lines.append(
-            f"| {label} | {medians[name]:,.0f} | {each} | {p50:.1f} | {p99:.1f} | {errors} |"
+            f"| {label} | {medians[name]:,.0f} | {each} | {p50:.1f} | {p99:.1f} | {errors} "
+            f"| {gunicorn:.2f} + {nginx:.2f} | {shares} |"
         )
     ratio = medians["front"] / medians["direct"] if medians["direct"] else 0.0
     lines.append("")
@@ -136,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="instanceapi-front-bench-") as folder:
         results = measure(options, Path(folder))
     print(report(options, results))
-    return 0 if all(r.errors == 0 for runs in results.values() for r in runs) else 1
+    return 0 if all(r.load.errors == 0 for runs in results.values() for r in runs) else 1
 
 
 if __name__ == "__main__":
