@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from instanceapi.reap.model import Decision
+from instanceapi.reap.report import clip
 
 
 def audit_record(
@@ -27,7 +28,7 @@ def audit_record(
         "action": decision.action.value,
         "reason": decision.reason,
         "outcome": decision.outcome,
-        "detail": decision.detail,
+        "detail": clip(decision.detail),
     }
 
 

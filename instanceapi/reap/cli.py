@@ -10,10 +10,13 @@ excluded by name, or (with `--min-last-checkin-age`) recently checked in.
 Exit statuses:
   0  run complete; every planned deletion done (or, in dry-run, planned)
   1  run complete, but at least one DELETE failed (the others went ahead)
-  2  usage or local error: bad option, missing secret, state file locked or unwritable
+  2  usage or local error: bad option, missing secret, plain http:// not accepted,
+     state file locked or unwritable; or, with --apply, the Satellite user cannot
+     read host parameters (view_params), so protection would be invisible
   3  Satellite could not be read; nothing deleted
   4  service not ready (/readyz not 200, or --canary not found); nothing deleted
-  5  a deletion cap was exceeded; nothing deleted, confirmation state unchanged
+  5  a deletion cap was exceeded (nothing deleted), or the rolling deletion budget
+     held some hosts back
   6  run complete, but some candidates got no authoritative answer (they were kept)
 """
 
@@ -164,6 +167,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=5.0,
         help="abort if a larger share of candidates is absent (default 5)",
+    )
+    rails.add_argument(
+        "--budget",
+        type=int,
+        metavar="N",
+        help="at most N deletions within --budget-window, across runs (default: --max-delete)",
+    )
+    rails.add_argument(
+        "--budget-window",
+        default="7d",
+        metavar="DURATION",
+        help="the rolling window of --budget (default 7d)",
+    )
+    rails.add_argument(
+        "--allow-plain-http",
+        action="store_true",
+        help="accept http:// URLs (secrets in clear, answers forgeable)"
+        f" {env}ALLOW_PLAIN_HTTP=yes)",
     )
     rails.add_argument(
         "--confirm-runs",

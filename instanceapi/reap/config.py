@@ -63,13 +63,16 @@ def parse_duration(text: str) -> timedelta:
 def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> ReapConfig:
     """Build the configuration from parsed `args` and the environment `env`."""
     state_file = Path(args.state_file) if args.state_file else _state_dir(env) / "state.json"
+    plain = args.allow_plain_http or _yes(env.get(ENV_PREFIX + "ALLOW_PLAIN_HTTP", ""))
     return ReapConfig(
-        satellite_url=_url(_pick(args.satellite_url, env, "SATELLITE_URL", "--satellite-url")),
+        satellite_url=_url(
+            _pick(args.satellite_url, env, "SATELLITE_URL", "--satellite-url"), plain
+        ),
         satellite_user=_pick(args.satellite_user, env, "SATELLITE_USER", "--satellite-user"),
         satellite_secret=_secret(args.satellite_password_file, env, "SATELLITE_PASSWORD")
         or _missing("--satellite-password-file", "SATELLITE_PASSWORD"),
         satellite_ca=args.satellite_ca_bundle or env.get(ENV_PREFIX + "SATELLITE_CA_BUNDLE"),
-        service_url=_url(_pick(args.service_url, env, "SERVICE_URL", "--service-url")),
+        service_url=_url(_pick(args.service_url, env, "SERVICE_URL", "--service-url"), plain),
         service_token=_secret(args.service_token_file, env, "SERVICE_TOKEN"),
         service_ca=args.service_ca_bundle or env.get(ENV_PREFIX + "SERVICE_CA_BUNDLE"),
         service_cert=_client_cert(args, env),
@@ -111,6 +114,16 @@ def _settings(args: argparse.Namespace) -> Settings:
         confirm_runs=_at_least(args.confirm_runs, 1, "--confirm-runs"),
         confirm_interval=_duration(args.confirm_interval, "--confirm-interval") or timedelta(0),
         canary=canary,
+        narrow_by=tuple(
+            key
+            for key, given in (
+                ("organization_id", args.organization),
+                ("location_id", args.location),
+            )
+            if given
+        ),
+        budget=None if args.budget is None else _at_least(args.budget, 0, "--budget"),
+        budget_window=_duration(args.budget_window, "--budget-window") or timedelta(0),
     )
 
 
@@ -172,10 +185,20 @@ def _client_cert(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str,
     return cert, key
 
 
-def _url(text: str) -> str:
+def _url(text: str, plain: bool) -> str:
     if not text.startswith(("http://", "https://")):
         raise ConfigError(f"{text!r} is not an http(s) URL")
+    if text.startswith("http://") and not plain:
+        raise ConfigError(
+            f"{text} is plain HTTP: the password or token would travel in clear and the"
+            " answers could be forged; use https://, or accept the risk with"
+            f" --allow-plain-http (or {ENV_PREFIX}ALLOW_PLAIN_HTTP=yes)"
+        )
     return text.rstrip("/")
+
+
+def _yes(text: str) -> bool:
+    return text.strip().lower() in ("1", "yes", "true", "on")
 
 
 def _duration(text: str | None, option: str) -> timedelta | None:

@@ -41,6 +41,10 @@ class Host:
     uuid: str | None = None  # the raw virt::uuid fact
     product: str | None = None  # the raw DMI product-name fact
     compute_resource_id: int | None = None
+    organization_id: int | None = None
+    location_id: int | None = None
+    registration: str | None = None  # Katello's subscription_facet_attributes.uuid
+    registered_at: str | None = None  # ... and .registered_at, as Satellite wrote it
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class HostDetail:
     compute_resource_id: int | None = None
     parameters: dict[str, str] = field(default_factory=dict)
     last_checkin: datetime | None = None
+    registration: str | None = None
+    registered_at: str | None = None
+    uuid: str | None = None  # virt::uuid re-read right before deciding
 
 
 @dataclass(frozen=True)

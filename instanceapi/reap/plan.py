@@ -22,6 +22,7 @@ _TRUE = frozenset({"true", "yes", "1", "on"})
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _NIL = str(uuid.UUID(int=0))
+MASK = "*****"  # how Foreman shows a hidden parameter to a user who may not see it
 
 
 @dataclass(frozen=True)
@@ -118,12 +119,24 @@ def cap_breach(absent: int, candidates: int, policy: Policy) -> str | None:
 
 
 def guard(cand: Candidate, detail: HostDetail, policy: Policy, now: datetime) -> str | None:
-    """Return why an absent host must be kept after re-reading it, or None to go ahead."""
+    """Return why an absent host must be kept after re-reading it, or None to go ahead.
+
+    The re-read must show the same machine: same id and name, the same virt::uuid and
+    the same registration (a new machine registering under the name keeps the id and
+    name but brings a new virt::uuid and consumer). Anything missing keeps the host.
+    """
     if detail.id != cand.host.id or detail.name != cand.host.name:
         return "host-changed"
+    if canonical_uuid(detail.uuid) != cand.uuid:
+        return "uuid-changed"
+    host = cand.host
+    if host.registration is None or host.registered_at is None:
+        return "not-registered"
+    if (detail.registration, detail.registered_at) != (host.registration, host.registered_at):
+        return "re-registered"
     if detail.compute_resource_id is not None:
         return "compute-resource"
-    if detail.parameters.get(policy.protect_parameter, "").strip().lower() in _TRUE:
+    if protected(detail.parameters.get(policy.protect_parameter)):
         return "protected"
     if policy.min_checkin_age is None:
         return None
@@ -132,6 +145,12 @@ def guard(cand: Candidate, detail: HostDetail, policy: Policy, now: datetime) ->
     if now - detail.last_checkin < policy.min_checkin_age:
         return "recent-checkin"
     return None
+
+
+def protected(value: str | None) -> bool:
+    """Return whether a protection parameter's value protects; a hidden (masked) one does."""
+    text = (value or "").strip().lower()
+    return text in _TRUE or text == MASK
 
 
 def absent_decision(cand: Candidate, action: Action, reason: str, detail: str = "") -> Decision:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -14,6 +15,23 @@ from instanceapi.reap.model import Action, Decision
 
 FIELDS = ("host_id", "host", "uuid", "answer", "action", "reason", "outcome", "detail")
 _LIST_LIMIT = 50
+DETAIL_LIMIT = 500  # characters of a detail kept in the report and the audit log
+# A cell starting with one of these is a formula (or becomes one) in a spreadsheet.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def clip(text: str, limit: int = DETAIL_LIMIT) -> str:
+    """Return `text` cut to `limit` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def neutralise(value: object) -> object:
+    """Return a CSV cell a spreadsheet shows as text: a formula start gets a leading '."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def row(decision: Decision) -> dict[str, object]:
@@ -26,23 +44,30 @@ def row(decision: Decision) -> dict[str, object]:
         "action": decision.action.value,
         "reason": decision.reason,
         "outcome": decision.outcome,
-        "detail": decision.detail,
+        "detail": clip(decision.detail),
     }
 
 
 def write_report(path: Path, decisions: Sequence[Decision], fmt: str | None = None) -> None:
-    """Write one row per host to `path` as CSV or JSON (by `fmt`, else by the extension)."""
+    """Write one row per host to `path` as CSV or JSON (by `fmt`, else by the extension).
+
+    The file is readable by its owner only (0600, also when it existed before): it
+    names every host. CSV cells are neutralised against spreadsheet formulas, since a
+    guest can set its own virt::uuid fact.
+    """
     fmt = fmt or ("json" if path.suffix.lower() == ".json" else "csv")
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [row(d) for d in decisions]
-    with open(path, "w", encoding="utf-8", newline="") as fh:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
         if fmt == "json":
             json.dump(rows, fh, indent=1)
             fh.write("\n")
         else:
             writer = csv.DictWriter(fh, fieldnames=FIELDS)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: neutralise(v) for k, v in r.items()} for r in rows)
 
 
 def tally(decisions: Sequence[Decision]) -> Counter[str]:
@@ -59,7 +84,7 @@ def _bucket(d: Decision) -> str:
     if d.action is Action.PENDING:
         return "pending"
     if d.action is Action.DELETE:
-        return "failed" if d.outcome.startswith("failed") else "deleted"
+        return "failed" if d.outcome.startswith("delete-failed") else "deleted"
     return {"present": "present", "no-authoritative-answer": "unknown"}.get(d.reason, "guarded")
 
 

@@ -2,6 +2,11 @@
 
 Every collaborator is passed in, so tests run the real sequence against simulated
 Satellite and service endpoints, with a clock they control.
+
+Whatever way a run ends after the service answered (a cap, the second readiness
+gate, the deletion budget, hidden parameters), it records what it saw: the marks of
+hosts seen present, unanswered or guarded are dropped, so a later absent sighting
+starts again from one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ EXIT_CAP = 5
 EXIT_DOUBT = 6
 
 Progress = Callable[[str, int, int], None]
+# Absent hosts held back by a stopped run keep their mark as it was (neither counted
+# nor dropped); every other host the run saw loses its mark.
+_HELD = frozenset({"cap-exceeded", "service-not-ready", "budget-exhausted", "params-hidden"})
+FAILED = "delete-failed"
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,9 @@ class Settings:
     confirm_runs: int = 2
     confirm_interval: timedelta = timedelta(hours=1)
     canary: str | None = None
+    narrow_by: tuple[str, ...] = ()  # "organization_id", "location_id": scope given by name
+    budget: int | None = None  # deletions per budget_window; None: policy.max_delete
+    budget_window: timedelta = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,14 @@ class Result:
     headline: str
     decisions: list[Decision]
     hosts_read: int = 0
+
+
+class _Stop(Exception):
+    """A run ends early after the service answered; what it saw is still recorded."""
+
+    def __init__(self, status: int, headline: str, held: list[Decision]) -> None:
+        super().__init__(headline)
+        self.status, self.headline, self.held = status, headline, held
 
 
 class Reaper:
@@ -101,9 +121,21 @@ class Reaper:
 
     def _read_hosts(self) -> list[Host]:
         hosts = self.satellite.hosts(self.settings.search, self.progress)
-        uuids = self.satellite.fact_values(self.settings.uuid_fact, self.progress)
-        products = self.satellite.fact_values(self.settings.product_fact, self.progress)
+        if not hosts:
+            return []
+        narrow = self._narrowing(hosts)
+        uuids = self.satellite.fact_values(self.settings.uuid_fact, self.progress, narrow)
+        products = self.satellite.fact_values(self.settings.product_fact, self.progress, narrow)
         return [replace(h, uuid=uuids.get(h.name), product=products.get(h.name)) for h in hosts]
+
+    def _narrowing(self, hosts: list[Host]) -> str:
+        """Return "organization_id = N" (and so on) when the scope names one by name."""
+        clauses = []
+        for key in self.settings.narrow_by:
+            ids = {getattr(h, key) for h in hosts}
+            if len(ids) == 1 and None not in ids:
+                clauses.append(f"{key} = {ids.pop()}")
+        return " and ".join(clauses)
 
     def _decide(self, hosts: list[Host]) -> Result:
         now = self.clock()
@@ -112,23 +144,27 @@ class Reaper:
         self._verdicts = self.service.check_many([c.uuid for c in candidates], self.progress)
         kept, absent = plan.classify(candidates, self._verdicts)
         settled = skipped + kept
-        breach = plan.cap_breach(len(absent), len(candidates), policy)
-        if breach:
-            held = [self._absent(c, Action.KEEP, "cap-exceeded") for c in absent]
-            headline = f"cap exceeded, nothing deleted: {breach}"
-            return self._finish(EXIT_CAP, headline, settled + held, hosts)
-        guarded, confirmed = self._guard(absent, now)
-        return self._confirm(confirmed, settled + guarded, hosts, now)
+        try:
+            breach = plan.cap_breach(len(absent), len(candidates), policy)
+            if breach:
+                held = [self._absent(c, Action.KEEP, "cap-exceeded") for c in absent]
+                raise _Stop(EXIT_CAP, f"cap exceeded, nothing deleted: {breach}", held)
+            guarded, confirmed = self._guard(absent, now)
+            return self._confirm(confirmed, settled + guarded, hosts, now)
+        except _Stop as stop:
+            return self._stopped(stop, settled, hosts)
 
     def _guard(
         self, absent: list[Candidate], now: datetime
     ) -> tuple[list[Decision], list[Candidate]]:
         """Re-read each absent host; keep those a guard applies to."""
+        if absent:
+            self._require_parameters(absent)
         guarded: list[Decision] = []
         confirmed: list[Candidate] = []
         for cand in absent:
             try:
-                detail = self.satellite.host_detail(cand.host.id)
+                detail = self.satellite.host_detail(cand.host.id, self.settings.uuid_fact)
             except SatelliteError as ex:
                 guarded.append(self._absent(cand, Action.KEEP, "detail-unavailable", str(ex)))
                 continue
@@ -139,13 +175,34 @@ class Reaper:
                 confirmed.append(cand)
         return guarded, confirmed
 
+    def _require_parameters(self, absent: list[Candidate]) -> None:
+        """Stop an --apply run when the API user cannot see host parameters.
+
+        Foreman hides every host parameter from a user without view_params, so a
+        protection parameter would read as "not protected".
+        """
+        try:
+            visible = self.satellite.can_read_parameters(absent[0].host.id)
+        except SatelliteError as ex:
+            self.warn(f"cannot tell whether host parameters are visible: {ex}")
+            visible = False
+        if visible:
+            return
+        why = (
+            "the Satellite API user cannot read host parameters (permission view_params),"
+            f" so {self.settings.policy.protect_parameter} would be invisible"
+        )
+        if not self.settings.apply:
+            self.warn(why + "; --apply will refuse to run")
+            return
+        held = [self._absent(c, Action.KEEP, "params-hidden") for c in absent]
+        raise _Stop(EXIT_USAGE, f"refused, nothing deleted: {why}", held)
+
     def _confirm(
         self, confirmed: list[Candidate], settled: list[Decision], hosts: list[Host], now: datetime
     ) -> Result:
         """Count this run's sightings; delete (or, in dry-run, list) the confirmed hosts."""
-        old, warning = self.state_file.load(repair=self.settings.apply)
-        if warning:
-            self.warn(warning)
+        old = self._load(repair=self.settings.apply)
         sightings = {c.host.id: (c.host.name, c.uuid) for c in confirmed}
         marks = state.advance(old, sightings, now, self.settings.confirm_interval)
         ready = state.due(marks, self.settings.confirm_runs)
@@ -168,22 +225,43 @@ class Reaper:
         problem = self._gate() if doomed else None
         if problem:
             held = [self._absent(c, Action.KEEP, "service-not-ready") for c in doomed]
-            headline = f"service not ready, nothing deleted: {problem}"
-            return self._finish(EXIT_NOT_READY, headline, settled + pending + held, hosts)
-        deleted = self._delete(doomed, marks)
+            raise _Stop(EXIT_NOT_READY, f"service not ready, nothing deleted: {problem}", held)
+        allowed, over = self._within_budget(doomed, now)
+        deleted = self._delete(allowed, marks)
         self.state_file.save(marks)
+        if over:
+            held = [self._absent(c, Action.KEEP, "budget-exhausted") for c in over]
+            headline = f"deletion budget exhausted: {len(over)} host(s) held back"
+            return self._finish(EXIT_CAP, headline, settled + pending + deleted + held, hosts)
         return self._finish(None, "applied", settled + pending + deleted, hosts)
 
+    def _within_budget(
+        self, doomed: list[Candidate], now: datetime
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        """Split the doomed hosts into those the rolling budget allows and the rest."""
+        budget = self.settings.budget
+        if budget is None:
+            budget = self.settings.policy.max_delete
+        window = self.settings.budget_window
+        if self.state_file.history_lost:  # past deletions unknown: assume the worst
+            self.state_file.deletions = [now] * budget
+            self.state_file.history_lost = False
+        used = state.recent(self.state_file.deletions, now, window)
+        self.state_file.deletions = used
+        left = max(0, budget - len(used))
+        return doomed[:left], doomed[left:]
+
     def _delete(self, doomed: list[Candidate], marks: dict[int, state.Mark]) -> list[Decision]:
-        """Delete each host; a failure is recorded and the others go ahead."""
+        """Delete each host and prove it gone; a failure is recorded and the others go ahead."""
         results: list[Decision] = []
         for number, cand in enumerate(doomed, 1):
+            self.state_file.deletions.append(self.clock())  # a DELETE sent spends budget
             try:
                 self.satellite.delete_host(cand.host.id)
                 outcome = "deleted"
                 del marks[cand.host.id]
             except SatelliteError as ex:
-                outcome = f"failed: {ex}"  # the mark stays: the next run tries again
+                outcome = f"{FAILED}: {ex}"  # the mark stays: the next run tries again
             decision = self._absent(cand, Action.DELETE, "confirmed", outcome=outcome)
             # Written at once, so a crash later in the run cannot lose the record of a deletion.
             self.audit.write([decision], self.clock())
@@ -192,6 +270,20 @@ class Reaper:
             if self.progress is not None:
                 self.progress("deleting", number, len(doomed))
         return results
+
+    def _load(self, *, repair: bool) -> dict[int, state.Mark]:
+        old, warning = self.state_file.load(repair=repair)
+        if warning:
+            self.warn(warning)
+        return old
+
+    def _stopped(self, stop: _Stop, settled: list[Decision], hosts: list[Host]) -> Result:
+        """End a run early, dropping the marks of every host it saw not absent."""
+        decisions = settled + stop.held
+        if self.settings.apply:
+            seen = {d.host.id for d in decisions if d.reason not in _HELD}
+            self.state_file.save(state.forget(self._load(repair=True), seen))
+        return self._finish(stop.status, stop.headline, decisions, hosts)
 
     def _absent(
         self, cand: Candidate, action: Action, reason: str, detail: str = "", outcome: str = ""
@@ -217,7 +309,7 @@ def _default_outcome(decision: Decision) -> str:
 
 
 def _status(decisions: Sequence[Decision]) -> int:
-    if any(d.outcome.startswith("failed") for d in decisions):
+    if any(d.outcome.startswith(FAILED) for d in decisions):
         return EXIT_DELETE_FAILED
     if any(d.answer is Answer.UNKNOWN for d in decisions):
         return EXIT_DOUBT

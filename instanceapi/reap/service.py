@@ -20,7 +20,9 @@ from typing import Any
 
 import requests
 
+from instanceapi.reap import capped
 from instanceapi.reap.model import Answer, Verdict
+from instanceapi.reap.report import clip
 
 Progress = Callable[[str, int, int], None]
 MARKER = "Instance-Exists"
@@ -55,6 +57,7 @@ class ServiceClient:
         batch_size: int = 500,
         max_wait: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        max_bytes: int = capped.SERVICE_MAX_BYTES,
     ) -> None:
         """Talk to the service at `base_url`; wait at most `max_wait` s on a 503 Retry-After."""
         self.base_url = base_url.rstrip("/")
@@ -62,6 +65,7 @@ class ServiceClient:
         self.timeout = timeout
         self.batch_size = max(1, min(batch_size, 1000))
         self.max_wait = max_wait
+        self.max_bytes = max_bytes
         self._sleep = sleep
         self._bulk: bool | None = None  # None until the first POST /check tells us
 
@@ -123,16 +127,10 @@ class ServiceClient:
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.base_url + path
         for _ in range(2):
-            # NOTE: verify per request: requests lets REQUESTS_CA_BUNDLE (or
-            # CURL_CA_BUNDLE) override a session's verify, silently.
-            resp = self.session.request(
-                method,
-                url,
-                timeout=self.timeout,
-                allow_redirects=False,
-                verify=self.session.verify,
-                **kwargs,
-            )
+            resp = capped.request(
+                self.session, method, url, limit=self.max_bytes,
+                timeout=self.timeout, allow_redirects=False, **kwargs,
+            )  # fmt: skip
             wait = _retry_after(resp)
             if resp.status_code != 503 or wait is None or wait > self.max_wait:
                 break
@@ -146,12 +144,12 @@ def _single_verdict(resp: requests.Response, uuid: str) -> Verdict:
     if resp.status_code == 404:
         if marker == "false" and body is not None and body.get("exists") is False:
             if body.get("uuid", uuid) == uuid:
-                return Verdict(Answer.ABSENT, str(body.get("detail") or "404, exists: false"))
+                return Verdict(Answer.ABSENT, clip(str(body.get("detail") or "404, exists: false")))
             return Verdict(Answer.UNKNOWN, f"404 about another UUID {body.get('uuid')!r}")
         return Verdict(Answer.UNKNOWN, "404 without the absence marker (wrong URL or a proxy?)")
     if resp.status_code == 200:
         if marker == "true" and body is not None and body.get("exists") is True:
-            return Verdict(Answer.PRESENT, str(body.get("status") or "exists"))
+            return Verdict(Answer.PRESENT, clip(str(body.get("status") or "exists")))
         return Verdict(Answer.UNKNOWN, "200 without a well-formed answer")
     return Verdict(Answer.UNKNOWN, f"GET /check: {_describe(resp)}")
 
@@ -176,7 +174,7 @@ def _bulk_verdicts(resp: requests.Response, chunk: list[str]) -> dict[str, Verdi
 
 def _bulk_item(item: dict[str, Any], sent: str) -> Verdict:
     exists = item.get("exists")
-    detail = str(item.get("detail") or item.get("status") or "")
+    detail = clip(str(item.get("detail") or item.get("status") or ""))
     if exists is True:
         return Verdict(Answer.PRESENT, detail or "exists")
     if exists is False and item.get("uuid") == sent:

@@ -65,6 +65,20 @@ def advance(
     return result
 
 
+def forget(marks: Mapping[int, Mark], host_ids: set[int]) -> dict[int, Mark]:
+    """Return the marks without those of `host_ids` (seen present or unanswered)."""
+    return {host_id: mark for host_id, mark in marks.items() if host_id not in host_ids}
+
+
+def recent(deletions: list[datetime], now: datetime, window: timedelta) -> list[datetime]:
+    """Return the deletions made within `window` before `now`.
+
+    One dated after `now` (the clock stepped back) counts too: the budget never grows
+    because a clock moved.
+    """
+    return [when for when in deletions if when > now - window]
+
+
 def due(marks: Mapping[int, Mark], runs: int) -> set[int]:
     """Return the host ids whose absence has been confirmed `runs` times."""
     return {host_id for host_id, mark in marks.items() if mark.count >= runs}
@@ -76,6 +90,9 @@ class StateFile:
     def __init__(self, path: Path) -> None:
         """Use the state file at `path` (created on first save)."""
         self.path = path
+        # When each past deletion was sent: the rolling deletion budget counts these.
+        self.deletions: list[datetime] = []
+        self.history_lost = False  # the file was unreadable: past deletions are unknown
 
     def load(self, *, repair: bool = True) -> tuple[dict[int, Mark], str | None]:
         """Return the marks, and a warning when the file was unreadable.
@@ -88,8 +105,12 @@ class StateFile:
         except FileNotFoundError:
             return {}, None
         try:
-            return _decode(json.loads(raw)), None
-        except (ValueError, TypeError, KeyError) as ex:
+            data = json.loads(raw)
+            marks = _decode(data)
+            self.deletions = [_when(t) for t in data.get("deletions", [])]
+            return marks, None
+        except (ValueError, TypeError, KeyError, AttributeError) as ex:
+            self.history_lost = True
             if not repair:
                 return {}, f"state file {self.path} unreadable ({ex}); treated as empty"
             aside = self.path.with_name(self.path.name + ".corrupt")
@@ -99,7 +120,9 @@ class StateFile:
     def save(self, marks: Mapping[int, Mark]) -> None:
         """Replace the file with `marks`, atomically and durably."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(_encode(marks), indent=1, sort_keys=True) + "\n"
+        encoded = _encode(marks)
+        encoded["deletions"] = [when.isoformat() for when in sorted(self.deletions)]
+        data = json.dumps(encoded, indent=1, sort_keys=True) + "\n"
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -41,13 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--user", default="admin")
     parser.add_argument("--password", default="changeme")
-    parser.add_argument("--max-per-page", type=int, default=1000)
     args = parser.parse_args(argv)
     with open(args.hosts_from_json, encoding="utf-8") as fh:
         lines = fh.read().strip().splitlines() or ["[]"]
-    sim = SimulatedSatellite(
-        user=args.user, password=args.password, max_per_page=args.max_per_page, port=args.port
-    )
+    sim = SimulatedSatellite(user=args.user, password=args.password, port=args.port)
     # The demo cloud prints its JSON on the last line; a hosts file is one JSON document.
     load_hosts(sim, json.loads(lines[-1] if lines[-1].startswith('{"') else "\n".join(lines)))
     stop = threading.Event()

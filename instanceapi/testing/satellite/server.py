@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import base64
+import re
 import socketserver
 import threading
+import uuid as uuidlib
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
 
-from instanceapi.testing.satellite.model import SearchError, SimHost, matches, parse_search
+from instanceapi.testing.satellite import paging
+from instanceapi.testing.satellite.auth import ROUTE_PERMISSIONS, SimUser, authenticate
+from instanceapi.testing.satellite.model import SearchError, SimHost
+
+_ID = re.compile(r"/\d+(?=/|$)")
 
 
 class SimulatedSatellite:
@@ -22,19 +28,19 @@ class SimulatedSatellite:
         *,
         user: str = "admin",
         password: str = "changeme",  # noqa: S107 - a fixture's well-known password
-        max_per_page: int = 1000,
         port: int = 0,
     ) -> None:
-        """Configure credentials and the largest page served."""
+        """Create an empty Satellite whose administrator is `user`."""
         self.user = user
         self.password = password
-        self.max_per_page = max_per_page
+        self.users: dict[str, SimUser] = {user: SimUser(user, password)}
+        self.global_parameters: dict[str, str] = {}
         self.requests: Counter[str] = Counter()
         self.deleted: list[str] = []
         self._hosts: dict[int, SimHost] = {}
         self._next_id = 1
         self._faults: list[dict[str, Any]] = []
-        self._delete_faults: dict[str, int] = {}
+        self._delete_faults: dict[str, int | None] = {}
         self._lock = threading.Lock()
         self._port = port
         self._server: WSGIServer | None = None
@@ -47,13 +53,31 @@ class SimulatedSatellite:
             raise RuntimeError("the simulated Satellite is not running")
         return f"http://127.0.0.1:{self._server.server_port}"
 
+    def add_user(
+        self,
+        login: str,
+        password: str,
+        permissions: set[str] | None,
+        tokens: set[str] | None = None,
+    ) -> SimUser:
+        """Add an API user holding `permissions` (None: an administrator)."""
+        perms = None if permissions is None else frozenset(permissions)
+        user = SimUser(login, password, perms, set(tokens or ()))
+        self.users[login] = user
+        return user
+
     def add_host(
         self, name: str, *, uuid: str | None = None, product: str | None = None, **kw: Any
     ) -> SimHost:
-        """Add a host; `uuid` and `product` become the virt::uuid and DMI product facts."""
+        """Add a host; `uuid` and `product` become the virt::uuid and DMI product facts.
+
+        A host with a `uuid` is registered (a Candlepin consumer) unless told otherwise.
+        """
         facts = dict(kw.pop("facts", {}))
         if uuid is not None:
             facts["virt::uuid"] = uuid
+            kw.setdefault("registration", str(uuidlib.uuid4()))
+            kw.setdefault("registered_at", datetime(2024, 1, 1, tzinfo=UTC))
         if product is not None:
             facts["dmi::system::product_name"] = product
         with self._lock:
@@ -67,6 +91,19 @@ class SimulatedSatellite:
     ) -> SimHost:
         """Add an OpenStack guest as subscription-manager reports it."""
         return self.add_host(name, uuid=uuid, product=product, **kw)
+
+    def reregister(self, name: str, uuid: str, product: str = "OpenStack Compute") -> SimHost:
+        """Register a new machine under `name`: it takes over the same id and name.
+
+        Katello's `host_profile_assume`: the RHSM facts are replaced (a new virt::uuid)
+        and so is the Candlepin consumer.
+        """
+        with self._lock:
+            host = next(h for h in self._hosts.values() if h.name == name)
+            host.facts = {"virt::uuid": uuid, "dmi::system::product_name": product}
+            host.registration = str(uuidlib.uuid4())
+            host.registered_at = datetime.now(UTC)
+        return host
 
     def names(self) -> set[str]:
         """Return the names of the hosts still present."""
@@ -85,8 +122,12 @@ class SimulatedSatellite:
         with self._lock:
             self._faults.append({"path": path, "status": status, "left": times, "page": page})
 
-    def fail_delete(self, name: str, status: int = 500) -> None:
-        """Refuse every DELETE of the host `name` with `status`."""
+    def fail_delete(self, name: str, status: int | None = None) -> None:
+        """Make every DELETE of `name` fail to destroy the record.
+
+        With no `status`, Katello's way: the consumer is unregistered, the destroy
+        fails, and the answer is still 200. With a `status`, answer that instead.
+        """
         with self._lock:
             self._delete_faults[name] = status
 
@@ -115,6 +156,7 @@ class SimulatedSatellite:
         app = falcon.App(middleware=[_Gate(self)])
         app.add_route("/api/v2/hosts", api, suffix="hosts")
         app.add_route("/api/v2/hosts/{ident}", api)
+        app.add_route("/api/v2/hosts/{ident}/parameters", api, suffix="params")
         app.add_route("/api/v2/fact_values", api, suffix="facts")
         return app
 
@@ -135,11 +177,17 @@ class SimulatedSatellite:
             return next((h for h in self._hosts.values() if h.name == ident), None)
 
     def _delete(self, host: SimHost) -> int:
+        """Katello's destroy: unregister, then destroy the record, ignoring the result."""
         with self._lock:
-            status = self._delete_faults.get(host.name)
-            if status is None and self._hosts.pop(host.id, None) is not None:
+            if host.name in self._delete_faults:
+                status = self._delete_faults[host.name]
+                if status is not None:
+                    return status
+                host.registration = None  # unregistered; the record survives
+                return 200
+            if self._hosts.pop(host.id, None) is not None:
                 self.deleted.append(host.name)
-            return status or 200
+            return 200
 
     def _snapshot(self) -> list[SimHost]:
         with self._lock:
@@ -155,25 +203,31 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def _error(resp: falcon.Response, status: int, message: str) -> None:
+def _error(resp: falcon.Response, status: int, message: str, details: str = "") -> None:
     resp.status = falcon.code_to_http_status(status)
-    resp.media = {"error": {"message": message}}
+    resp.media = {"error": {"message": message, **({"details": details} if details else {})}}
     resp.complete = True
 
 
 class _Gate:
-    """Count requests, check basic auth, inject GET failures."""
+    """Count requests, authenticate, authorise, inject GET failures."""
 
     def __init__(self, sim: SimulatedSatellite) -> None:
         self.sim = sim
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        route = "/api/v2/hosts/:id" if req.path.startswith("/api/v2/hosts/") else req.path
+        route = f"{req.method} {_ID.sub('/:id', req.path)}"
         with self.sim._lock:
-            self.sim.requests[f"{req.method} {route}"] += 1
-        expected = base64.b64encode(f"{self.sim.user}:{self.sim.password}".encode()).decode()
-        if req.get_header("Authorization") != f"Basic {expected}":
-            _error(resp, 401, f"Unable to authenticate user {self.sim.user}")
+            self.sim.requests[route] += 1
+        user = authenticate(req.get_header("Authorization"), self.sim.users)
+        if user is None:
+            login = self.sim.user
+            _error(resp, 401, f"Unable to authenticate user {login}")
+            return
+        req.context.user = user
+        needed = ROUTE_PERMISSIONS.get(route)
+        if needed and not user.can(needed):
+            _error(resp, 403, "Access denied", f"Missing one of the required permissions: {needed}")
             return
         status = self.sim._injected(req.path, req.get_param_as_int("page") or 1)
         if status is not None and req.method == "GET":
@@ -181,34 +235,78 @@ class _Gate:
 
 
 class _Api:
-    """The routes: hosts index, one host (show, delete), fact values."""
+    """The routes: hosts index, one host (show, delete, parameters), fact values."""
 
     def __init__(self, sim: SimulatedSatellite) -> None:
         self.sim = sim
 
     def on_get_hosts(self, req: falcon.Request, resp: falcon.Response) -> None:
         hosts = self.sim._snapshot()
-        body = self._paged(req, resp, hosts, lambda h, key: h.field_value(key))
-        if body is not None:
-            body["results"] = [h.index_json() for h in body["results"]]
-            resp.media = body
+        order, thin = req.get_param("order") or "", req.get_param_as_bool("thin") or False
+        try:
+            chosen = paging.select(hosts, req.get_param("search") or "", SimHost.field_value)
+            chosen = paging.order_hosts(chosen, order, thin)
+        except SearchError as ex:
+            _error(resp, 400, str(ex))
+            return
+        page, per_page = paging.page_window(
+            req.get_param("page"), req.get_param("per_page"), all_rows=len(chosen)
+        )
+        rows = chosen[(page - 1) * per_page : page * per_page]
+        body = paging.envelope(
+            total=len(hosts), subtotal=len(chosen), page=page, per_page=per_page,
+            search=req.get_param("search"), order="name asc" if thin else order,
+        )  # fmt: skip
+        body["results"] = [{"id": h.id, "name": h.name} if thin else h.index_json() for h in rows]
+        resp.media = body
 
     def on_get_facts(self, req: falcon.Request, resp: falcon.Response) -> None:
-        rows = [(h, f, v) for h in self.sim._snapshot() for f, v in sorted(h.facts.items())]
-        body = self._paged(req, resp, rows, _fact_field)
-        if body is not None:
-            grouped: dict[str, dict[str, str]] = {}
-            for host, fact, value in body["results"]:
-                grouped.setdefault(host.name, {})[fact] = value
-            body["results"] = grouped
-            resp.media = body
+        hosts = self.sim._snapshot() if req.context.user.can("view_hosts") else []
+        rows = [(h, f, v) for h in hosts for f, v in sorted(h.facts.items())]
+        search, host_id = paging.host_id_search(req.get_param("search") or "")
+        order = req.get_param("order") or ""
+        try:
+            chosen = paging.select(rows, search, paging.fact_field)
+            chosen = [r for r in chosen if host_id in (None, r[0].id)]
+            chosen = paging.order_facts(chosen, order)
+        except SearchError as ex:
+            _error(resp, 400, str(ex))
+            return
+        # NOTE: fact_values turns per_page=all into LIMIT 0: an empty page.
+        page, per_page = paging.page_window(
+            req.get_param("page"), req.get_param("per_page"), all_rows=0
+        )
+        grouped = paging.group_by_host(chosen[(page - 1) * per_page : page * per_page])
+        body = paging.envelope(
+            total=len(rows), subtotal=len(grouped), page=page, per_page=per_page,
+            search=req.get_param("search"), order=order,
+        )  # fmt: skip
+        body["results"] = grouped
+        resp.media = body
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, ident: str) -> None:
         host = self.sim._find(ident)
         if host is None:
             _error(resp, 404, f"Resource host not found by id '{ident}'")
-        else:
-            resp.media = host.show_json()
+            return
+        user: SimUser = req.context.user
+        reveal = bool(req.get_param_as_bool("show_hidden_parameters")) and user.can("edit_params")
+        resp.media = host.show_json(
+            view_params=user.can("view_params"), reveal=reveal, common=self.sim.global_parameters
+        )
+
+    def on_get_params(self, req: falcon.Request, resp: falcon.Response, ident: str) -> None:
+        host = self.sim._find(ident)
+        if host is None:
+            _error(resp, 404, f"Resource host not found by id '{ident}'")
+            return
+        shown = host.show_json(view_params=True, reveal=False, common={})["parameters"]
+        body = paging.envelope(
+            total=len(shown), subtotal=len(shown), page=1, per_page=len(shown) or 20,
+            search=None, order="",
+        )  # fmt: skip
+        body["results"] = shown
+        resp.media = body
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, ident: str) -> None:
         host = self.sim._find(ident)
@@ -217,29 +315,3 @@ class _Api:
             _error(resp, status, f"cannot delete host '{ident}' (HTTP {status})")
         else:
             resp.media = host.index_json()
-
-    def _paged(
-        self, req: falcon.Request, resp: falcon.Response, rows: list[Any], get: Any
-    ) -> dict[str, Any] | None:
-        try:
-            clauses = parse_search(req.get_param("search") or "")
-            chosen = [r for r in rows if all(matches(get(r, f), op, v) for f, op, v in clauses)]
-        except SearchError as ex:
-            _error(resp, 400, str(ex))
-            return None
-        page = max(1, req.get_param_as_int("page") or 1)
-        per_page = min(max(1, req.get_param_as_int("per_page") or 20), self.sim.max_per_page)
-        return {
-            "total": len(rows),
-            "subtotal": len(chosen),
-            "page": page,
-            "per_page": per_page,
-            "search": req.get_param("search"),
-            "results": chosen[(page - 1) * per_page : page * per_page],
-        }
-
-
-def _fact_field(row: tuple[SimHost, str, str], key: str) -> str | None:
-    host, fact, value = row
-    found = {"fact": fact, "name": fact, "host": host.name, "value": value}
-    return found[key] if key in found else host.field_value(key)
