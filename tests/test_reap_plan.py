@@ -109,13 +109,16 @@ def test_cap_breach(absent, candidates, breach):
     assert (plan.cap_breach(absent, candidates, policy) is not None) is breach
 
 
+REG = {"registration": "c0ffee00-0000-4000-8000-000000000001", "registered_at": "2024-01-01"}
+
+
 def test_guard_reasons():
-    cand = Candidate(guest(1), U1)
+    cand = Candidate(guest(1, **REG), U1)
     policy = plan.Policy(min_checkin_age=timedelta(days=7))
     old = T0 - timedelta(days=8)
 
     def detail(**kw):
-        base = {"id": 1, "name": "vm1.example.com", "last_checkin": old}
+        base = {"id": 1, "name": "vm1.example.com", "last_checkin": old, "uuid": U1.upper(), **REG}
         return HostDetail(**{**base, **kw})
 
     assert plan.guard(cand, detail(), policy, T0) is None
@@ -129,6 +132,27 @@ def test_guard_reasons():
     recent = detail(last_checkin=T0 - timedelta(days=1))
     assert plan.guard(cand, recent, policy, T0) == "recent-checkin"
     assert plan.guard(cand, recent, plan.Policy(), T0) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"uuid": U2}, "uuid-changed"),
+        ({"uuid": None}, "uuid-changed"),
+        ({"registration": "c0ffee00-0000-4000-8000-000000000002"}, "re-registered"),
+        ({"registered_at": "2025-03-01"}, "re-registered"),
+        ({"registration": None}, "re-registered"),
+        ({"parameters": {"instanceapi_protect": "*****"}}, "protected"),
+    ],
+)
+def test_a_changed_machine_or_a_hidden_protection_keeps_the_host(change, reason):
+    """Issue 10 items 3 and 4: the pre-delete re-read must show the same machine."""
+    cand = Candidate(guest(1, **REG), U1)
+    base = {"id": 1, "name": "vm1.example.com", "uuid": U1, **REG}
+    assert plan.guard(cand, HostDetail(**base), plan.Policy(), T0) is None
+    assert plan.guard(cand, HostDetail(**{**base, **change}), plan.Policy(), T0) == reason
+    unregistered = Candidate(guest(1), U1)
+    assert plan.guard(unregistered, HostDetail(**base), plan.Policy(), T0) == "not-registered"
 
 
 # --- state ---------------------------------------------------------------------
@@ -237,7 +261,7 @@ def decisions() -> list[Decision]:
             "confirmed",
             uuid=U2,
             answer=Answer.ABSENT,
-            outcome="failed: HTTP 500",
+            outcome="delete-failed: HTTP 500",
         ),
     ]
 
@@ -281,7 +305,7 @@ def test_tally_and_summary():
     assert "deleted              1" in text
     assert "skipped                1  (no-uuid 1)" in text
     assert "absent, kept         1  (protected 1)" in text
-    assert "vm7.example.com  id=7" in text and "failed: HTTP 500" in text
+    assert "vm7.example.com  id=7" in text and "delete-failed: HTTP 500" in text
     dry = render_summary(decisions(), mode="dry-run", hosts_read=7, headline="dry-run")
     assert "would delete" in dry and "nothing deleted" in dry
 
@@ -295,7 +319,7 @@ def test_report_has_one_row_per_host(tmp_path, name):
     else:
         rows = list(csv.DictReader(path.open()))
     assert [str(r["host_id"]) for r in rows] == [str(i) for i in range(1, 8)]
-    assert rows[6]["outcome"] == "failed: HTTP 500"
+    assert rows[6]["outcome"] == "delete-failed: HTTP 500"
 
 
 def test_progress_only_on_a_terminal():
@@ -312,7 +336,7 @@ def test_progress_only_on_a_terminal():
 # --- config --------------------------------------------------------------------
 
 BASE = ["--satellite-url", "https://sat.example.com/", "--satellite-user", "admin"]
-BASE += ["--service-url", "http://127.0.0.1:8080"]
+BASE += ["--service-url", "https://instanceapi.example.com"]
 
 
 def parse(*extra: str) -> argparse.Namespace:
@@ -361,6 +385,22 @@ def test_config_builds_scope_and_rails():
     assert settings.policy.min_checkin_age == timedelta(days=7)
     assert settings.policy.products == frozenset({"my cloud"})
     assert resolve(parse(), env).settings.apply is False
+    assert settings.narrow_by == ("organization_id", "location_id")
+    assert (settings.budget, settings.budget_window) == (None, timedelta(days=7))
+    rails = resolve(parse("--budget", "3", "--budget-window", "30d"), env).settings
+    assert (rails.budget, rails.budget_window) == (3, timedelta(days=30))
+
+
+@pytest.mark.parametrize("which", ["--satellite-url", "--service-url"])
+def test_plain_http_is_refused_unless_the_risk_is_accepted(which):
+    """Issue 11 item 3: http:// carries the password or token in clear."""
+    env = {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": "x"}
+    with pytest.raises(ConfigError, match="plain HTTP.*--allow-plain-http"):
+        resolve(parse(which, "http://example.com"), env)
+    accepted = resolve(parse(which, "http://example.com", "--allow-plain-http"), env)
+    assert "http://example.com" in (accepted.satellite_url, accepted.service_url)
+    by_env = {**env, "INSTANCEAPI_REAP_ALLOW_PLAIN_HTTP": "yes"}
+    assert resolve(parse(which, "http://example.com"), by_env)
 
 
 @pytest.mark.parametrize(

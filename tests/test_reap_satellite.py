@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
+import requests_mock
 
 from instanceapi.reap.satellite import SatelliteClient, SatelliteError, build_session, parse_time
 from instanceapi.testing.satellite import SimulatedSatellite, parse_search
@@ -18,7 +19,7 @@ UUID = "6f1c54a2-1b7e-4c55-9a53-3c0d2a1e9b{:02d}"
 
 @pytest.fixture
 def sim():
-    with SimulatedSatellite(max_per_page=7) as sim:
+    with SimulatedSatellite() as sim:
         for n in range(1, 24):
             sim.add_guest(f"vm{n:02d}.example.com", UUID.format(n), organization="ACME")
         sim.add_host("metal.example.com", product="PowerEdge", organization="Other")
@@ -27,13 +28,15 @@ def sim():
 
 def client(sim: SimulatedSatellite, password: str | None = None, **kw) -> SatelliteClient:
     session = build_session(sim.user, password or sim.password)
-    return SatelliteClient(sim.url, session, sleep=lambda _s: None, **kw)
+    return SatelliteClient(sim.url, session, sleep=lambda _s: None, **{"per_page": 7, **kw})
 
 
 def test_hosts_follow_pagination_and_scope(sim):
-    hosts = client(sim, per_page=50).hosts()
+    hosts = client(sim).hosts()
     assert len(hosts) == 24
     assert sim.requests["GET /api/v2/hosts"] == 4, "24 hosts at most 7 a page"
+    assert len(client(sim, per_page=5000).hosts()) == 24, "per_page is not capped"
+    assert sim.requests["GET /api/v2/hosts"] == 5
     scoped = client(sim).hosts('organization = "ACME"')
     assert sorted(h.name for h in scoped) == [f"vm{n:02d}.example.com" for n in range(1, 24)]
 
@@ -89,23 +92,34 @@ def test_host_detail_and_delete(sim):
     assert "web.example.com" not in sim.names()
     with pytest.raises(SatelliteError, match="404"):
         sat.delete_host(host.id)
-    sim.fail_delete("vm01.example.com")
+    sim.fail_delete("vm01.example.com", status=500)
     with pytest.raises(SatelliteError, match="HTTP 500"):
         sat.delete_host(1)
+    sim.fail_delete("vm02.example.com")  # Katello: 200, the record survives
+    with pytest.raises(SatelliteError, match="answered 200, but the record is still there"):
+        sat.delete_host(2)
     assert sim.deleted == ["web.example.com"]
 
 
-def test_unexpected_bodies_are_errors(sim):
-    class Odd(requests.Session):
-        def get(self, *args, **kwargs):
-            resp = super().get(*args, **kwargs)
-            resp._content = json.dumps({"results": "nope", "subtotal": 1, "per_page": 1}).encode()
-            return resp
+def test_unexpected_bodies_are_errors():
+    odd = {"results": "nope", "subtotal": 1, "per_page": 1}
+    with requests_mock.Mocker() as mocker:
+        mocker.get("https://sat.example.com/api/v2/hosts", json=odd)
+        sat = SatelliteClient("https://sat.example.com", build_session("u", "p"))
+        with pytest.raises(SatelliteError, match="unexpected hosts results"):
+            sat.hosts()
 
-    odd = Odd()
-    odd.auth = (sim.user, sim.password)
-    with pytest.raises(SatelliteError, match="unexpected hosts results"):
-        SatelliteClient(sim.url, odd).hosts()
+
+def test_a_response_over_the_size_limit_is_not_read():
+    """Issue 11 item 3: a tampered Satellite cannot make reap read without bound."""
+    big = {"results": [{"id": 1, "name": "x" * 5000}], "subtotal": 1, "per_page": 1}
+    with requests_mock.Mocker() as mocker:
+        mocker.get("https://sat.example.com/api/v2/hosts", json=big)
+        session = build_session("u", "p")
+        sat = SatelliteClient("https://sat.example.com", session, max_bytes=4096, retries=0)
+        with pytest.raises(SatelliteError, match="over 4096 bytes"):
+            sat.hosts()
+        assert len(SatelliteClient("https://sat.example.com", session).hosts()) == 1
 
 
 @pytest.mark.parametrize(
