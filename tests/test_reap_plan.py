@@ -395,7 +395,7 @@ def test_config_builds_scope_and_rails():
 def test_plain_http_is_refused_unless_the_risk_is_accepted(which):
     """Issue 11 item 3: http:// carries the password or token in clear."""
     env = {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": "x"}
-    with pytest.raises(ConfigError, match="plain HTTP.*--allow-plain-http"):
+    with pytest.raises(ConfigError, match=r"plain HTTP.*--allow-plain-http"):
         resolve(parse(which, "http://example.com"), env)
     accepted = resolve(parse(which, "http://example.com", "--allow-plain-http"), env)
     assert "http://example.com" in (accepted.satellite_url, accepted.service_url)

@@ -3,13 +3,15 @@
 #
 # Usage: instanceapi-cleanup.sh [--apply] [--max-delete N] SERVICE_URL
 #
-# Reads virt::uuid and the DMI product name of every host with hammer, asks the
-# instanceapi service about each OpenStack guest with curl, and lists a host as
+# Reads every host's id and name, virt::uuid and DMI product name with hammer
+# (every page, in host id order), asks the instanceapi service about each
+# OpenStack guest with curl, and lists a host as
 # absent only on a 404 that carries "Instance-Exists: false", a JSON body and
 # "exists": false. Anything else (200, 400, 5xx, a bare 404 from a wrong URL,
 # no answer) keeps the host. Dry-run by default. With --apply it deletes, but
-# only if at most N hosts (default 10) are absent, and never a host linked to a
-# compute resource. `instanceapi reap` adds two-phase confirmation, an audit
+# only if at most N hosts (default 10) are absent, never a host linked to a
+# compute resource or whose virt::uuid changed since it was read, by id, and
+# counts a deletion only once the host is gone. `instanceapi reap` adds two-phase confirmation, an audit
 # log and per-host protection; prefer it for unattended runs.
 #
 # Environment: INSTANCEAPI_TOKEN_FILE (file with the service's bearer token),
@@ -72,9 +74,30 @@ absence_marked() {
         grep -q '"exists"[[:space:]]*:[[:space:]]*false' "$tmp/body"
 }
 
+# Every row of one fact, in host id order (a stable order for hammer's paging).
+# Without --per-page, hammer's CSV output reads every page until a short one;
+# "--per-page all" would list nothing at all.
 hammer_facts() {
-    hammer_csv fact list --search "fact = $1" --per-page all >"$2" ||
+    hammer_csv fact list --search "fact = $1" --order "host_id ASC" >"$2" ||
         { echo "hammer fact list ($1) failed; nothing deleted" >&2; exit 3; }
+}
+
+# The host right before its DELETE: same id and name, no compute resource, and
+# still the same virt::uuid (a new machine registering under the name keeps the
+# id and name but brings a new virt::uuid). Any doubt keeps the host.
+same_host() {
+    row=$(hammer_csv host list --search "name = \"$2\" and null? compute_resource" \
+        --fields Id,Name) || return 1
+    [ "$row" = "$1,$2" ] || return 1
+    hammer_csv fact list --search "host = $1 and fact = virt::uuid" >"$tmp/reread" || return 1
+    [ "$(awk -F, '{ sub(/\r$/, ""); gsub(/^"|"$/, "", $3); print $3 }' "$tmp/reread")" = "$3" ]
+}
+
+# Katello answers a DELETE with success even when the record survived: only a
+# listing that no longer finds the host proves the deletion.
+gone() {
+    row=$(hammer_csv host list --search "name = \"$2\"" --fields Id) || return 1
+    [ -z "$row" ]
 }
 
 require_ready() {
@@ -86,19 +109,23 @@ require_ready() {
 }
 
 require_ready
+hammer_csv host list --fields Id,Name >"$tmp/hosts" ||
+    { echo "hammer host list failed; nothing deleted" >&2; exit 3; }
 hammer_facts dmi::system::product_name "$tmp/products"
 hammer_facts virt::uuid "$tmp/uuids"
 
-# CSV rows are host,fact,value. Keep hosts whose product name is accepted.
+# Hosts are id,name; fact rows host,fact,value. Keep hosts whose product name is
+# accepted, with their id: the DELETE goes by id.
 awk -F, -v products="$products" '
     BEGIN { n = split(products, p, "|"); for (i = 1; i <= n; i++) ok[p[i]] = 1 }
-    { sub(/\r$/, ""); gsub(/^"|"$/, "", $3) }
-    NR == FNR { if ($3 in ok) openstack[$1] = 1; next }
-    $1 in openstack { print $1, $3 }
-' "$tmp/products" "$tmp/uuids" >"$tmp/candidates"
+    { sub(/\r$/, ""); gsub(/"/, "") }
+    FILENAME == ARGV[1] { id[$2] = $1; next }
+    FILENAME == ARGV[2] { if ($3 in ok) openstack[$1] = 1; next }
+    ($1 in openstack) && ($1 in id) { print id[$1], $1, $3 }
+' "$tmp/hosts" "$tmp/products" "$tmp/uuids" >"$tmp/candidates"
 
 : >"$tmp/absent"
-while read -r host uuid; do
+while read -r id host uuid; do
     case $uuid in
         '' | *[!0-9a-fA-F-]*) echo "skip    $host: unusable virt::uuid '$uuid'"; continue ;;
     esac
@@ -108,7 +135,7 @@ while read -r host uuid; do
     fi
     code=$(http "/check/$uuid") || code=000
     if [ "$code" = 404 ] && absence_marked; then
-        echo "$host $uuid" >>"$tmp/absent"
+        echo "$id $host $uuid" >>"$tmp/absent"
         echo "absent  $host $uuid"
     else
         echo "keep    $host $uuid (HTTP $code)"
@@ -127,16 +154,13 @@ fi
 
 require_ready
 failed=0
-while read -r host uuid; do
-    # Positive proof that no compute resource is linked; any doubt keeps the host.
-    unlinked=$(hammer_csv host list --search "name = \"$host\" and null? compute_resource" \
-        --fields Name) || unlinked=""
-    if [ "$unlinked" != "$host" ]; then
-        echo "kept    $host: linked to a compute resource (or hammer failed)"
-    elif "${HAMMER:-hammer}" host delete --name "$host" </dev/null >/dev/null; then
+while read -r id host uuid; do
+    if ! same_host "$id" "$host" "$uuid"; then
+        echo "kept    $host: changed, linked to a compute resource, or hammer failed"
+    elif "${HAMMER:-hammer}" host delete --id "$id" </dev/null >/dev/null && gone "$id" "$host"; then
         echo "deleted $host $uuid"
     else
-        echo "FAILED  $host $uuid" >&2
+        echo "FAILED  $host $uuid (still there, or unproven)" >&2
         failed=1
     fi
 done <"$tmp/absent"

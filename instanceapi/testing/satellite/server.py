@@ -7,6 +7,7 @@ import socketserver
 import threading
 import uuid as uuidlib
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -41,6 +42,7 @@ class SimulatedSatellite:
         self._next_id = 1
         self._faults: list[dict[str, Any]] = []
         self._delete_faults: dict[str, int | None] = {}
+        self._hooks: list[tuple[str, int, Callable[[], object]]] = []
         self._lock = threading.Lock()
         self._port = port
         self._server: WSGIServer | None = None
@@ -121,6 +123,15 @@ class SimulatedSatellite:
         """Answer the next `times` GETs of `path` (optionally only page `page`) with `status`."""
         with self._lock:
             self._faults.append({"path": path, "status": status, "left": times, "page": page})
+
+    def before(self, route: str, action: Callable[[], object], *, after: int = 0) -> None:
+        """Run `action` once, right before serving request number `after + 1` of `route`.
+
+        `route` is counted like `requests`, e.g. "GET /api/v2/hosts/:id": tests use it
+        to change Satellite between two requests of a client, as a race would.
+        """
+        with self._lock:
+            self._hooks.append((route, after + 1, action))
 
     def fail_delete(self, name: str, status: int | None = None) -> None:
         """Make every DELETE of `name` fail to destroy the record.
@@ -219,6 +230,10 @@ class _Gate:
         route = f"{req.method} {_ID.sub('/:id', req.path)}"
         with self.sim._lock:
             self.sim.requests[route] += 1
+            due = [h for h in self.sim._hooks if h[:2] == (route, self.sim.requests[route])]
+            self.sim._hooks = [h for h in self.sim._hooks if h not in due]
+        for _route, _number, action in due:
+            action()
         user = authenticate(req.get_header("Authorization"), self.sim.users)
         if user is None:
             login = self.sim.user
