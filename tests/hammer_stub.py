@@ -25,7 +25,8 @@ PAGE = 1000
 
 def call(method, path, params=None):
     query = "?" + urllib.parse.urlencode(params) if params else ""
-    req = urllib.request.Request(os.environ["HAMMER_URL"] + path + query, method=method)
+    url = os.environ["HAMMER_URL"] + path + query
+    req = urllib.request.Request(url, method=method)  # noqa: S310 - loopback http only
     secret = f"{os.environ['HAMMER_USER']}:{os.environ['HAMMER_PASSWORD']}"
     req.add_header("Authorization", "Basic " + base64.b64encode(secret.encode()).decode())
     try:
@@ -53,43 +54,42 @@ def listing(path, params, per_page, flatten):
         page += 1
 
 
+def split_global(args):
+    """Return (headers?, command, rest) from hammer's argv."""
+    headers, i = True, 0
+    while args[i].startswith("--"):
+        if args[i] == "--no-headers":
+            headers = False
+        i += 2 if args[i] == "--output" else 1
+    return headers, args[i : i + 2], args[i + 2 :]
+
+
+def fact_rows(body):
+    for host, facts in body["results"].items():
+        for fact, value in facts.items():
+            yield [host, fact, value]
+
+
 def main(args):
     with open(os.environ["HAMMER_LOG"], "a") as log:
         log.write(json.dumps(args) + "\n")
-    headers, i = True, 0
-    while args[i].startswith("--"):
-        if args[i] == "--output":
-            i += 2
-        else:
-            headers = not args[i] == "--no-headers"
-            i += 1
-    command, rest = args[i : i + 2], args[i + 2 :]
+    headers, command, rest = split_global(args)
 
     def option(name, default=None):
         return rest[rest.index(name) + 1] if name in rest else default
 
     out = csv.writer(sys.stdout, lineterminator="\n")
     params = {"search": option("--search", "")}
+    per_page = option("--per-page")
     if command == ["host", "list"]:
         fields = option("--fields", "Id,Name").split(",")
-        keys = [f.strip().lower() for f in fields]
-        rows = listing("/api/v2/hosts", params, option("--per-page"), lambda b: b["results"])
-        if headers:
-            out.writerow(fields)
-        for host in rows:
-            out.writerow([host[k] for k in keys])
+        rows = listing("/api/v2/hosts", params, per_page, lambda b: b["results"])
+        out.writerows([fields] if headers else [])
+        out.writerows([host[f.strip().lower()] for f in fields] for host in rows)
     elif command == ["fact", "list"]:
-        if option("--order"):
-            params["order"] = option("--order")
-
-        def flatten(body):
-            for host, facts in body["results"].items():
-                for fact, value in facts.items():
-                    yield [host, fact, value]
-
-        if headers:
-            out.writerow(["Host", "Fact", "Value"])
-        out.writerows(listing("/api/v2/fact_values", params, option("--per-page"), flatten))
+        params.update({"order": option("--order")} if option("--order") else {})
+        out.writerows([["Host", "Fact", "Value"]] if headers else [])
+        out.writerows(listing("/api/v2/fact_values", params, per_page, fact_rows))
     elif command == ["host", "delete"]:
         call("DELETE", f"/api/v2/hosts/{option('--id')}")
         print("Host deleted.")
