@@ -219,3 +219,33 @@ def checker_for(*clouds: FakeCloud, retries: int = 0) -> Checker:
 def body_text(response: Any) -> str:
     """Return a response body as text, whatever the test client calls it."""
     return response.text if hasattr(response, "text") else json.dumps(response.json)
+
+
+# --- Satellite at a realistic size ----------------------------------------------
+
+BIG_UUID = "7e3a0c1e-5d2b-4f6a-8c9d-{:012x}"
+
+
+def big_satellite(sat, existing: set[str], *, vmware: int = 1150, guests: int = 150, gone: int = 6):
+    """Fill `sat` with `vmware` VMware guests, then `guests` OpenStack guests, the last
+    `gone` of them deleted from the cloud; add the others' UUIDs to `existing`.
+
+    The gone guests have the highest host ids and the highest virt::uuid values, so
+    they lie beyond the first 1,000 fact rows in host-id order and in value order.
+    Return the gone host names.
+    """
+    for n in range(vmware):
+        sat.add_host(
+            f"esx-vm{n:04d}.example.com",
+            uuid=f"{n:08x}-0000-4000-8000-000000000000",
+            product="VMware Virtual Platform",
+        )
+    names = set()
+    for n in range(guests):
+        name = f"os-vm{n:03d}.cloud.example.com"
+        sat.add_guest(name, BIG_UUID.format(n).upper())
+        if n >= guests - gone:
+            names.add(name)
+        else:
+            existing.add(BIG_UUID.format(n))
+    return names

@@ -37,6 +37,7 @@ class FakeService:
         self.ready_budget = 10**9  # /readyz answers 200 this many times, then 503
         self.requests: Counter[str] = Counter()
         self.token: str | None = None
+        self.detail = ""  # the detail of every bulk result
 
     def app(self) -> falcon.App:
         app = falcon.App(middleware=[self])
@@ -78,7 +79,13 @@ class FakeService:
             raise falcon.HTTPInternalServerError()
         uuids = req.get_media()["uuids"]
         results = [
-            {"uuid": u, "input": u, "exists": self._exists(u), "status": None, "detail": ""}
+            {
+                "uuid": u,
+                "input": u,
+                "exists": self._exists(u),
+                "status": None,
+                "detail": self.detail,
+            }
             for u in uuids
         ]
         resp.media = {"results": results[::-1] if self.mode == "misordered" else results}
@@ -121,7 +128,7 @@ def fake_service():
 def service(fake_service):
     fake_service.existing.clear()
     fake_service.mode, fake_service.bulk, fake_service.ready_budget = "ok", True, 10**9
-    fake_service.token = None
+    fake_service.token, fake_service.detail = None, ""
     fake_service.requests.clear()
     return fake_service
 

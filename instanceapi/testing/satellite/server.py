@@ -37,6 +37,7 @@ class SimulatedSatellite:
         self.users: dict[str, SimUser] = {user: SimUser(user, password)}
         self.global_parameters: dict[str, str] = {}
         self.requests: Counter[str] = Counter()
+        self.searches: dict[str, list[str]] = {}  # the `search` of each request, by route
         self.deleted: list[str] = []
         self._hosts: dict[int, SimHost] = {}
         self._next_id = 1
@@ -125,13 +126,14 @@ class SimulatedSatellite:
             self._faults.append({"path": path, "status": status, "left": times, "page": page})
 
     def before(self, route: str, action: Callable[[], object], *, after: int = 0) -> None:
-        """Run `action` once, right before serving request number `after + 1` of `route`.
+        """Run `action` once, right before serving the `after + 1`-th request of `route`
+        from now on.
 
         `route` is counted like `requests`, e.g. "GET /api/v2/hosts/:id": tests use it
         to change Satellite between two requests of a client, as a race would.
         """
         with self._lock:
-            self._hooks.append((route, after + 1, action))
+            self._hooks.append((route, self.requests[route] + after + 1, action))
 
     def fail_delete(self, name: str, status: int | None = None) -> None:
         """Make every DELETE of `name` fail to destroy the record.
@@ -230,6 +232,8 @@ class _Gate:
         route = f"{req.method} {_ID.sub('/:id', req.path)}"
         with self.sim._lock:
             self.sim.requests[route] += 1
+            if req.get_param("search") is not None:
+                self.sim.searches.setdefault(route, []).append(req.get_param("search") or "")
             due = [h for h in self.sim._hooks if h[:2] == (route, self.sim.requests[route])]
             self.sim._hooks = [h for h in self.sim._hooks if h not in due]
         for _route, _number, action in due:
