@@ -18,7 +18,7 @@ import pytest
 from instanceapi.reap.cli import main
 from instanceapi.testing.satellite import SimulatedSatellite
 from instanceapi.testing.satellite.auth import RESOURCE_TYPES
-from tests.fakes import BIG_UUID, big_satellite
+from tests.fakes import big_satellite
 from tests.test_reap_e2e import T0, UUID, FakeService, populate, serve
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "satellite.md"
@@ -53,8 +53,8 @@ def reap(sat, service, tmp_path, *extra, hours=0, user=None, password=None):
         "--satellite-url", sat.url, "--satellite-user", user or sat.user,
         "--service-url", service.url, "--allow-plain-http",
         "--state-file", str(tmp_path / "state.json"), "--audit-log", str(tmp_path / "audit.jsonl"),
-        "--report", str(tmp_path / "report.json"), "--now", (T0 + timedelta(hours=hours)).isoformat(),
-        *extra,
+        "--report", str(tmp_path / "report.json"),
+        "--now", (T0 + timedelta(hours=hours)).isoformat(), *extra,
     ]  # fmt: skip
     env = {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": password or sat.password}
     status = main(argv, env=env, stdout=out, stderr=out)
@@ -195,7 +195,7 @@ def test_the_documented_role_has_exactly_the_permissions_reap_needs(sat, service
     sat.host(protected).parameters["instanceapi_protect"] = "yes"
     sat.add_user("instanceapi-reap", "pw", needed, tokens={"pat-123"})
     for hours in (0, 2):  # a personal access token works as the password
-        status, out, report = reap(
+        status, out, _ = reap(
             sat, service, tmp_path, "--apply", hours=hours, user="instanceapi-reap",
             password="pat-123",
         )  # fmt: skip
