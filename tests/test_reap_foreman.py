@@ -9,13 +9,15 @@ from __future__ import annotations
 import io
 import json
 import re
+import shlex
 import stat
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from instanceapi.reap.cli import main
+from instanceapi.reap.cli import build_parser, main
+from instanceapi.reap.config import resolve
 from instanceapi.testing.satellite import SimulatedSatellite
 from instanceapi.testing.satellite.auth import RESOURCE_TYPES
 from tests.fakes import big_satellite
@@ -261,3 +263,20 @@ def test_issue11_a_huge_detail_is_truncated_in_the_audit_log(sat, service, tmp_p
     assert status == 0, out
     lines = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert max(len(line) for line in lines) < 2000
+
+
+def test_the_shipped_unit_and_env_example_make_a_valid_configuration(tmp_path):
+    root = DOCS.parent.parent
+    unit = (root / "deploy/systemd/instanceapi-reap.service").read_text()
+    line = next(ln for ln in unit.replace("\\\n", " ").splitlines() if ln.startswith("ExecStart="))
+    argv = shlex.split(line.removeprefix("ExecStart="))[2:]  # drop the program and "reap"
+    argv = [a.replace("%d", str(tmp_path)).replace("%S", "/var/lib").replace("%L", "/var/log")
+            for a in argv]  # fmt: skip
+    (tmp_path / "satellite-password").write_text("pat\n")
+    example = (root / "deploy/satellite/reap.env.example").read_text().splitlines()
+    env = dict(ln.split("=", 1) for ln in example if ln and not ln.startswith("#"))
+    config = resolve(build_parser().parse_args(argv), env)
+    assert config.satellite_url.startswith("https://") and config.service_url.startswith("https://")
+    assert config.settings.apply and config.settings.budget == 10
+    assert config.settings.budget_window == timedelta(days=7)
+    assert config.satellite_ca == "/etc/pki/tls/certs/katello-server-ca.crt"
