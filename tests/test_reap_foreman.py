@@ -15,9 +15,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests_mock
 
 from instanceapi.reap.cli import build_parser, main
 from instanceapi.reap.config import resolve
+from instanceapi.reap.model import Answer
+from instanceapi.reap.service import ServiceClient, build_session
 from instanceapi.testing.satellite import SimulatedSatellite
 from instanceapi.testing.satellite.auth import RESOURCE_TYPES
 from tests.fakes import big_satellite
@@ -280,3 +283,16 @@ def test_the_shipped_unit_and_env_example_make_a_valid_configuration(tmp_path):
     assert config.settings.apply and config.settings.budget == 10
     assert config.settings.budget_window == timedelta(days=7)
     assert config.satellite_ca == "/etc/pki/tls/certs/katello-server-ca.crt"
+
+
+def test_issue11_an_oversized_service_answer_is_no_answer():
+    uuid = UUID.format(1)
+    item = {"input": uuid, "uuid": uuid, "exists": False, "detail": "x" * 5000}
+    with requests_mock.Mocker() as mocker:
+        mocker.post("https://svc.example.com/check", json={"results": [item]})
+        client = ServiceClient("https://svc.example.com", build_session(), max_bytes=4096)
+        verdict = client.check_many([uuid])[uuid]
+        assert verdict.answer is Answer.UNKNOWN and "over 4096 bytes" in verdict.detail
+        roomy = ServiceClient("https://svc.example.com", build_session())
+        verdict = roomy.check_many([uuid])[uuid]
+        assert verdict.answer is Answer.ABSENT and len(verdict.detail) < 600
