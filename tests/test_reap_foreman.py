@@ -289,7 +289,8 @@ def test_issue11_an_oversized_service_answer_is_no_answer():
     uuid = UUID.format(1)
     item = {"input": uuid, "uuid": uuid, "exists": False, "detail": "x" * 5000}
     with requests_mock.Mocker() as mocker:
-        mocker.post("https://svc.example.com/check", json={"results": [item]})
+        json_type = {"Content-Type": "application/json"}
+        mocker.post("https://svc.example.com/check", json={"results": [item]}, headers=json_type)
         client = ServiceClient("https://svc.example.com", build_session(), max_bytes=4096)
         verdict = client.check_many([uuid])[uuid]
         assert verdict.answer is Answer.UNKNOWN and "over 4096 bytes" in verdict.detail
