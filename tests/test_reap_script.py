@@ -17,6 +17,7 @@ from instanceapi.testing.front import NginxFront, nginx_path
 from instanceapi.testing.pki import ThrowAwayCA
 from instanceapi.testing.satellite import SimulatedSatellite
 from tests.conftest import require_tool
+from tests.fakes import big_satellite
 from tests.test_reap_e2e import UUID, FakeService, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,3 +226,19 @@ def test_the_stub_behaves_like_hammer(world, tmp_path):
     by_id = hammer("fact", "list", *search, "--order", "host_id ASC")
     assert by_id[0].startswith("vm00.example.com,")
     assert sat.requests["GET /api/v2/fact_values"] == 1 + 2 + 2
+
+
+def test_1300_hosts_the_script_finds_and_deletes_the_gone_guests_beyond_the_first_page(
+    tmp_path, fake, sat
+):
+    """Issue 10 items 1-2 (script): 1,150 VMware and 150 OpenStack guests, 6 gone, last."""
+    fake.mode, fake.token, fake.existing = "ok", None, set()
+    gone = big_satellite(sat, fake.existing)
+    world = {"dir": tmp_path, "fake": fake, "sat": sat}
+    status, out, _, _ = cleanup(world)
+    assert status == 0, out
+    assert absent_lines(out) == gone
+    assert sat.requests["GET /api/v2/fact_values"] == 2 * 2  # 1,300 rows: 1,000 + 300
+    status, out, deleted, _ = cleanup(world, "--apply")
+    assert status == 0, out
+    assert set(sat.deleted) == gone and len(deleted) == 6
