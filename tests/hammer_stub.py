@@ -6,7 +6,9 @@ Installed as `hammer` on PATH by the script's tests. What it copies from hammer-
 - without `--per-page`, CSV output reads every page, 1,000 rows each, until a short
   page (fact list counts (host, fact, value) rows);
 - `fact list` sends no order unless given `--order "host_id ASC"`, so Satellite
-  orders by value.
+  orders by value;
+- `host info --fields` takes hammer-cli-katello's labels ("Subscription
+  Information/Uuid", "Subscription Information/Registered At").
 Environment: HAMMER_URL, HAMMER_USER, HAMMER_PASSWORD, HAMMER_LOG (one JSON line per
 call). Exit 70 on an HTTP error, like hammer's EX_SOFTWARE.
 """
@@ -90,6 +92,14 @@ def main(args):
         params.update({"order": option("--order")} if option("--order") else {})
         out.writerows([["Host", "Fact", "Value"]] if headers else [])
         out.writerows(listing("/api/v2/fact_values", params, per_page, fact_rows))
+    elif command == ["host", "info"]:  # only the fields the script asks for
+        host = call("GET", f"/api/v2/hosts/{option('--id')}")
+        facet = host.get("subscription_facet_attributes") or {}
+        labels = {"Subscription Information/Uuid": "uuid",
+                  "Subscription Information/Registered At": "registered_at"}  # fmt: skip
+        fields = option("--fields").split(",")
+        out.writerows([fields] if headers else [])
+        out.writerow([facet.get(labels[f]) or "" for f in fields])
     elif command == ["host", "delete"]:
         call("DELETE", f"/api/v2/hosts/{option('--id')}")
         print("Host deleted.")

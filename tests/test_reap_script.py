@@ -137,6 +137,20 @@ def test_a_host_taken_over_is_not_deleted(world):
     assert set(sat.deleted) == GONE - {"vm00.example.com"}
 
 
+def test_a_host_re_registered_with_the_same_uuid_or_never_registered_is_kept(world):
+    sat = world["sat"]
+    sat.host("vm02.example.com").registration = None  # its facts, but no consumer
+    # vm00's consumer is replaced between the check and the DELETE; virt::uuid unchanged.
+    sat.before(
+        "GET /api/v2/hosts/:id",
+        lambda: setattr(sat.host("vm00.example.com"), "registration", "new-consumer"),
+        after=2,
+    )
+    status, out, _, _ = cleanup(world, "--apply", "--max-delete", "3")
+    assert status == 0, out
+    assert sat.deleted == ["vm01.example.com"]
+
+
 def test_the_cap_stops_a_wrong_cloud(world):
     world["fake"].mode = "all-absent"
     status, out, deleted, _ = cleanup(world, "--apply")

@@ -82,15 +82,27 @@ hammer_facts() {
         { echo "hammer fact list ($1) failed; nothing deleted" >&2; exit 3; }
 }
 
-# The host right before its DELETE: same id and name, no compute resource, and
-# still the same virt::uuid (a new machine registering under the name keeps the
-# id and name but brings a new virt::uuid). Any doubt keeps the host.
+# Katello's registration of host id $1 (consumer uuid, registered at), from
+# hammer-cli-katello's "Subscription Information" of `host info`; empty if none.
+registration() {
+    reg=$(hammer_csv host info --id "$1" \
+        --fields "Subscription Information/Uuid,Subscription Information/Registered At") || reg=""
+    case $reg in ,* | *, | '') reg="" ;; esac
+    printf '%s\n' "$reg"
+}
+
+# The host right before its DELETE: same id and name, no compute resource, still
+# the same virt::uuid and registration (a new machine registering under the name
+# keeps the id and name but brings a new virt::uuid and consumer). $4 is the
+# registration seen when the host was found absent. Any doubt keeps the host.
 same_host() {
     row=$(hammer_csv host list --search "name = \"$2\" and null? compute_resource" \
         --fields Id,Name) || return 1
     [ "$row" = "$1,$2" ] || return 1
     hammer_csv fact list --search "host = $1 and fact = virt::uuid" >"$tmp/reread" || return 1
-    [ "$(awk -F, '{ sub(/\r$/, ""); gsub(/^"|"$/, "", $3); print $3 }' "$tmp/reread")" = "$3" ]
+    [ "$(awk -F, '{ sub(/\r$/, ""); gsub(/^"|"$/, "", $3); print $3 }' "$tmp/reread")" = "$3" ] ||
+        return 1
+    [ -n "$4" ] && [ "$(registration "$1")" = "$4" ]
 }
 
 # Katello answers a DELETE with success even when the record survived: only a
@@ -135,7 +147,7 @@ while read -r id host uuid; do
     fi
     code=$(http "/check/$uuid") || code=000
     if [ "$code" = 404 ] && absence_marked; then
-        echo "$id $host $uuid" >>"$tmp/absent"
+        echo "$id $host $uuid $(registration "$id")" >>"$tmp/absent"
         echo "absent  $host $uuid"
     else
         echo "keep    $host $uuid (HTTP $code)"
@@ -154,9 +166,9 @@ fi
 
 require_ready
 failed=0
-while read -r id host uuid; do
-    if ! same_host "$id" "$host" "$uuid"; then
-        echo "kept    $host: changed, linked to a compute resource, or hammer failed"
+while read -r id host uuid reg; do
+    if ! same_host "$id" "$host" "$uuid" "$reg"; then
+        echo "kept    $host: changed, re-registered, not registered, linked to a compute resource, or hammer failed"
     elif "${HAMMER:-hammer}" host delete --id "$id" </dev/null >/dev/null && gone "$id" "$host"; then
         echo "deleted $host $uuid"
     else
