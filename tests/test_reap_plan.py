@@ -413,6 +413,8 @@ def test_plain_http_is_refused_unless_the_risk_is_accepted(which):
         (("--max-delete-percent", "101"), {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": "x"}, "percent"),
         (("--confirm-interval", "soon"), {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": "x"}, "duration"),
         (("--organization", 'a"b'), {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": "x"}, "quote"),
+        (("--budget-window", "0"), {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": "x"}, "--budget-window"),
+        (("--budget", "-1"), {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": "x"}, "--budget"),
     ],
 )
 def test_config_errors_name_the_option(extra, env, message):

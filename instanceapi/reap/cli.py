@@ -5,7 +5,10 @@ service said "absent" authoritatively in `--confirm-runs` runs at least
 `--confirm-interval` apart, the plan is within `--max-delete` and
 `--max-delete-percent`, the service passed its readiness gate (and `--canary`),
 and the host is not linked to a compute resource, protected by a parameter,
-excluded by name, or (with `--min-last-checkin-age`) recently checked in.
+excluded by name, or (with `--min-last-checkin-age`) recently checked in. Right
+before the DELETE the host must still show the virt::uuid and registration it was
+sighted with; over any `--budget-window` at most `--budget` hosts are deleted; a
+deletion counts once Satellite answers 404 for the host.
 
 Exit statuses:
   0  run complete; every planned deletion done (or, in dry-run, planned)

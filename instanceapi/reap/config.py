@@ -123,7 +123,9 @@ def _settings(args: argparse.Namespace) -> Settings:
             if given
         ),
         budget=None if args.budget is None else _at_least(args.budget, 0, "--budget"),
-        budget_window=_duration(args.budget_window, "--budget-window") or timedelta(0),
+        budget_window=_positive(
+            _duration(args.budget_window, "--budget-window"), "--budget-window"
+        ),
     )
 
 
@@ -208,6 +210,12 @@ def _duration(text: str | None, option: str) -> timedelta | None:
         return parse_duration(text)
     except ValueError as ex:
         raise ConfigError(f"{option}: {ex}") from ex
+
+
+def _positive(value: timedelta | None, option: str) -> timedelta:
+    if value is None or value <= timedelta(0):
+        raise ConfigError(f"{option} must be longer than 0")
+    return value
 
 
 def _at_least(value: int, low: int, option: str) -> int:
