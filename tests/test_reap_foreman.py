@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 import requests_mock
 
 from instanceapi.reap.cli import build_parser, main
@@ -298,3 +299,18 @@ def test_issue11_an_oversized_service_answer_is_no_answer():
         roomy = ServiceClient("https://svc.example.com", build_session())
         verdict = roomy.check_many([uuid])[uuid]
         assert verdict.answer is Answer.ABSENT and len(verdict.detail) < 600
+
+
+def test_a_host_deleted_by_someone_else_does_not_stop_the_run(sat, service, tmp_path):
+    gone = populate(sat, service, guests=50, gone=2)
+    first, second = sorted(gone)
+    reap(sat, service, tmp_path, "--apply")
+    host_id = sat.host(first).id
+    url, auth = f"{sat.url}/api/v2/hosts/{host_id}", (sat.user, sat.password)
+    sat.before(
+        "GET /api/v2/hosts/:id/parameters",
+        lambda: requests.delete(url, auth=auth, timeout=5),
+    )
+    status, out, report = reap(sat, service, tmp_path, "--apply", hours=2)
+    assert sat.deleted == [first, second], out
+    assert report[first]["reason"] == "detail-unavailable" and status == 0

@@ -181,12 +181,16 @@ class Reaper:
         Foreman hides every host parameter from a user without view_params, so a
         protection parameter would read as "not protected".
         """
-        try:
-            visible = self.satellite.can_read_parameters(absent[0].host.id)
-        except SatelliteError as ex:
-            self.warn(f"cannot tell whether host parameters are visible: {ex}")
-            visible = False
-        if visible:
+        visible: bool | None = None
+        for cand in absent:  # the first host still there tells
+            try:
+                visible = self.satellite.can_read_parameters(cand.host.id)
+            except SatelliteError as ex:
+                self.warn(f"cannot tell whether host parameters are visible: {ex}")
+                visible = False
+            if visible is not None:
+                break
+        if visible is not False:  # True, or every host gone (the re-read keeps them)
             return
         why = (
             "the Satellite API user cannot read host parameters (permission view_params),"

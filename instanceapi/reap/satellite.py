@@ -132,13 +132,18 @@ class SatelliteClient:
         body = self._get(f"/api/v2/hosts/{host_id}", {})
         return replace(_detail(body), uuid=self.host_fact(host_id, uuid_fact))
 
-    def can_read_parameters(self, host_id: int) -> bool:
-        """Return whether the API user may read host parameters (Foreman's view_params)."""
+    def can_read_parameters(self, host_id: int) -> bool | None:
+        """Return whether the API user may read host parameters (Foreman's view_params).
+
+        None when the host is gone (404), so it tells nothing.
+        """
         path = f"/api/v2/hosts/{host_id}/parameters"
         try:
             self._get(path, {"per_page": "1"})
         except _Forbidden:
             return False
+        except _NotFound:
+            return None
         return True
 
     def delete_host(self, host_id: int) -> None:
