@@ -236,7 +236,9 @@ class Reaper:
         if over:
             held = [self._absent(c, Action.KEEP, "budget-exhausted") for c in over]
             headline = f"deletion budget exhausted: {len(over)} host(s) held back"
-            return self._finish(EXIT_CAP, headline, settled + pending + deleted + held, hosts)
+            failed = any(d.outcome.startswith(FAILED) for d in deleted)
+            status = EXIT_DELETE_FAILED if failed else EXIT_CAP
+            return self._finish(status, headline, settled + pending + deleted + held, hosts)
         return self._finish(None, "applied", settled + pending + deleted, hosts)
 
     def _within_budget(
