@@ -190,9 +190,12 @@ def test_the_configured_ca_bundle_wins_over_requests_ca_bundle(monkeypatch, tmp_
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "elsewhere.pem"))
     session = build_session("admin", "secret", ca_bundle="/etc/pki/katello/ca.crt")
     satellite = SatelliteClient("https://sat.example.com", session, sleep=lambda _s: None)
+    host = "https://sat.example.com/api/v2/hosts/7"
     with requests_mock.Mocker() as mocked:
-        mocked.get("https://sat.example.com/api/v2/hosts/7", json={"id": 7, "name": "h"})
-        mocked.delete("https://sat.example.com/api/v2/hosts/7", status_code=200)
+        # The re-read, then (after the DELETE) the 404 that proves the deletion.
+        mocked.get(host, [{"json": {"id": 7, "name": "h"}}, {"status_code": 404, "json": {}}])
+        mocked.get("https://sat.example.com/api/v2/fact_values", json={"results": {}})
+        mocked.delete(host, status_code=200)
         satellite.host_detail(7)
         satellite.delete_host(7)
-    assert [r.verify for r in mocked.request_history] == ["/etc/pki/katello/ca.crt"] * 2
+    assert [r.verify for r in mocked.request_history] == ["/etc/pki/katello/ca.crt"] * 4
