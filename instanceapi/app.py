@@ -11,6 +11,7 @@ import falcon
 
 from instanceapi import logs
 from instanceapi.bulk import BulkCheckResource
+from instanceapi.budget import UpstreamBudget
 from instanceapi.checker import Checker, Overloaded
 from instanceapi.config import Settings
 from instanceapi.errors import overloaded, serialize_error
@@ -104,7 +105,12 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
         shared=shared,
         absent_cache_size=settings.absent_cache_size,
         bulk_concurrency=settings.bulk_concurrency,
-        max_live_lookups=settings.max_live_lookups,
+        budget=UpstreamBudget(
+            rate=settings.upstream_rate,
+            burst=settings.upstream_burst,
+            concurrency=settings.max_live_lookups,
+        ),
+        bulk_max_live=settings.bulk_max_live,
     )
 
 

@@ -10,12 +10,12 @@ Answer rules, in order:
 from __future__ import annotations
 
 import contextvars
-import threading
 import uuid as uuidlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
+from instanceapi.budget import Overloaded, UpstreamBudget
 from instanceapi.cache import BoundedCache, SingleFlight
+from instanceapi.fairpool import FairPool
 from instanceapi.shared import SharedAbsentCache
 from instanceapi.target import TargetChecker, lists_unreachable_cells
 from instanceapi.uuids import byte_swapped
@@ -38,10 +38,6 @@ def forms(canonical: str) -> list[tuple[str, str]]:
     return found
 
 
-class Overloaded(Exception):
-    """Every upstream lookup slot of this process is busy: come back later (503)."""
-
-
 class Checker:
     """Answer "does this instance exist?" from every target's sightings."""
 
@@ -51,8 +47,10 @@ class Checker:
         *,
         absent_cache_size: int = 100_000,
         bulk_concurrency: int = 8,
-        max_live_lookups: int = 32,
+        max_live_lookups: int = 12,
         slot_wait: float = 0.5,
+        budget: UpstreamBudget | None = None,
+        bulk_max_live: int = 50,
         shared: SharedAbsentCache | None = None,
     ) -> None:
         if not targets:
@@ -60,13 +58,15 @@ class Checker:
         self.targets = tuple(targets)
         self.absent: BoundedCache[Verdict] = BoundedCache(absent_cache_size)
         self._flights: SingleFlight[Verdict] = SingleFlight()
-        self._pool = ThreadPoolExecutor(
-            max_workers=bulk_concurrency, thread_name_prefix="instanceapi-bulk"
+        # Bulk lookups of concurrent requests are served in turn, not first come first served.
+        self._pool = FairPool(bulk_concurrency, name="instanceapi-bulk")
+        # Bounds the live lookups of this process, in number and in rate, so a
+        # flood of random UUIDs cannot hammer Nova; the excess is refused (503),
+        # never answered 404.
+        self._budget = budget or UpstreamBudget(
+            concurrency=max_live_lookups, slot_wait=slot_wait
         )
-        # Bounds the live lookups of this process, so a flood of random UUIDs
-        # cannot hammer Nova; the excess is refused (503), never answered 404.
-        self._slots = threading.BoundedSemaphore(max_live_lookups)
-        self._slot_wait = slot_wait
+        self._bulk_max_live = bulk_max_live
         #: Absences confirmed by any worker of this service (None: this process only).
         self.shared = shared
 
@@ -86,21 +86,27 @@ class Checker:
         return verdict
 
     def check_many(self, canonicals: Sequence[str]) -> list[Verdict]:
-        """Return verdicts in order; live lookups run concurrently in a bounded pool."""
-        quick = [self._answer_without_io(u) for u in canonicals]
-        pending = {
-            # Each task runs in a copy of this request's context (its request id).
-            i: self._pool.submit(contextvars.copy_context().run, self._check_or_overloaded, u)
-            for i, (u, v) in enumerate(zip(canonicals, quick, strict=True))
-            if v is None
-        }
-        return [v if v is not None else pending[i].result() for i, v in enumerate(quick)]
+        """Return verdicts in order; live lookups run concurrently in a bounded pool.
 
-    def _check_or_overloaded(self, canonical: str) -> Verdict:
+        At most `bulk_max_live` distinct UUIDs of one request are looked up live;
+        the others are answered "overloaded" (503) without an upstream call.
+        """
+        known = {u: self._answer_without_io(u) for u in canonicals}
+        live = [u for u, v in known.items() if v is None]
+        allowed, refused = live[: self._bulk_max_live], live[self._bulk_max_live :]
+        # Each task runs in a copy of this request's context (its request id).
+        tasks = [(contextvars.copy_context(), u) for u in allowed]
+        known.update(zip(allowed, self._pool.map(self._check_in, tasks), strict=True))
+        for canonical in refused:
+            known[canonical] = overloaded(canonical, "this request's live lookups are used up")
+        return [known[u] or overloaded(u) for u in canonicals]
+
+    def _check_in(self, task: tuple[contextvars.Context, str]) -> Verdict:
+        context, canonical = task
         try:
-            return self.check(canonical)
-        except Overloaded:
-            return Verdict(canonical, Presence.UNKNOWN, (), source="overloaded")
+            return context.run(self.check, canonical)
+        except Overloaded as ex:
+            return overloaded(canonical, str(ex))
 
     def index_ages(self) -> dict[str, float | None]:
         """Return each target's index age in seconds (None: never refreshed)."""
@@ -123,24 +129,37 @@ class Checker:
         return None
 
     def _limited(self, canonical: str) -> Verdict:
-        if not self._slots.acquire(timeout=self._slot_wait):
-            raise Overloaded("every upstream lookup slot is busy; retry later")
-        try:
+        with self._budget.slot():
             return self._live(canonical)
-        finally:
-            self._slots.release()
 
     def _live(self, canonical: str) -> Verdict:
+        """Ask every target about the UUID as given, then about the twin where it can matter.
+
+        The twin is asked in a target only if the form as given was found absent
+        there: where the lookup failed (Keystone refusing, Nova down) the verdict
+        cannot be a 404 anyway, and asking again would double the failed calls.
+        """
         sightings: list[Sighting] = []
-        for target in self.targets:
-            for label, form in forms(canonical):
+        targets: Sequence[TargetChecker] = self.targets
+        for label, form in forms(canonical):
+            absent_in: list[TargetChecker] = []
+            for target in targets:
+                self._budget.spend()
                 sighting = target.sight(form)
                 sightings.append(sighting)
                 if sighting.presence is Presence.PRESENT:
                     return Verdict(canonical, Presence.PRESENT, tuple(sightings), matched=label)
+                if sighting.presence is Presence.ABSENT:
+                    absent_in.append(target)
+            targets = absent_in
         verdict = Verdict(canonical, combine(sightings), tuple(sightings))
         if verdict.presence is Presence.ABSENT:
             self.absent.put(canonical, verdict)
             if self.shared:
                 self.shared.put(verdict)
         return verdict
+
+
+def overloaded(canonical: str, reason: str = "the service is overloaded") -> Verdict:
+    """Return the verdict of a check refused for lack of upstream budget (503)."""
+    return Verdict(canonical, Presence.UNKNOWN, (), source="overloaded", reason=reason)

@@ -53,7 +53,12 @@ class Settings:
     index_max_age: float = 300.0
     absent_cache_size: int = 100_000
     bulk_concurrency: int = 8
-    max_live_lookups: int = 32
+    max_live_lookups: int = 12
+    #: Nova GETs per second that checks may send (token bucket), and the bucket's size.
+    upstream_rate: float = 20.0
+    upstream_burst: int = 100
+    #: Live lookups one bulk request may cause; its other unknown UUIDs get code 503.
+    bulk_max_live: int = 50
     log_level: str = "INFO"
     log_format: str = "plain"
     bind: str = "127.0.0.1:8080"
@@ -87,8 +92,13 @@ class Settings:
             ),
             bulk_concurrency=int(_number(env, "BULK_CONCURRENCY", 8, low=1, high=64, integer=True)),
             max_live_lookups=int(
-                _number(env, "MAX_UPSTREAM_LOOKUPS", 32, low=1, high=1024, integer=True)
+                _number(env, "MAX_UPSTREAM_LOOKUPS", 12, low=1, high=1024, integer=True)
             ),
+            upstream_rate=_number(env, "UPSTREAM_RATE", 20.0, low=0.1, high=10_000.0),
+            upstream_burst=int(
+                _number(env, "UPSTREAM_BURST", 100, low=1, high=100_000, integer=True)
+            ),
+            bulk_max_live=int(_number(env, "BULK_MAX_LIVE", 50, low=0, high=1000, integer=True)),
             log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS, upper=True) or "INFO",
             log_format=_choice(env, "LOG_FORMAT", "plain", _LOG_FORMATS) or "plain",
             bind=_bind(env),
@@ -122,6 +132,9 @@ _KNOWN = {
     "LOG_LEVEL",
     "LOG_FORMAT",
     "MAX_UPSTREAM_LOOKUPS",
+    "UPSTREAM_RATE",
+    "UPSTREAM_BURST",
+    "BULK_MAX_LIVE",
     "TOKEN_FILE",
     "ALLOW_CIDRS",
     "FORWARDED_ALLOW_IPS",

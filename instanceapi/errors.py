@@ -32,7 +32,10 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HT
 def overloaded(
     req: falcon.Request, resp: falcon.Response, ex: Overloaded, params: dict[str, Any]
 ) -> None:
-    """Error handler: too many live lookups under way; 503, never a 404."""
+    """Error handler: the upstream budget is spent; 503, never a 404."""
     raise falcon.HTTPServiceUnavailable(
-        title="Overloaded", description=str(ex), retry_after=1, headers={EXISTS_HEADER: "unknown"}
+        title="Overloaded",
+        description=str(ex),
+        retry_after=ex.retry_after,
+        headers={EXISTS_HEADER: "unknown"},
     )

@@ -55,6 +55,8 @@ class Verdict:
     sightings: tuple[Sighting, ...]
     matched: str | None = None
     source: str = "live"  # "index", "absent-cache" or "live" (asked OpenStack now)
+    #: Why a check was refused ("overloaded" only).
+    reason: str | None = None
 
     @property
     def decisive(self) -> Sighting | None:
@@ -75,7 +77,8 @@ class Verdict:
             where = ", ".join(sorted({s.target for s in self.sightings}))
             return f"Instance {self.uuid} does not exist in any configured cloud ({where})."
         if self.source == "overloaded":
-            return f"Instance {self.uuid} could not be checked: the service is overloaded; retry."
+            why = self.reason or "the service is overloaded"
+            return f"Instance {self.uuid} could not be checked: {why}; retry later."
         reason = found.detail if found else "no cloud could be asked"
         return f"Instance {self.uuid} could not be checked: {reason}"
 

@@ -22,6 +22,8 @@ from novaclient import api_versions
 from novaclient import client as nova_client
 from novaclient import exceptions as nova_exc
 
+from instanceapi.openstack.breaker import Breaker, CircuitOpen
+
 log = logging.getLogger(__name__)
 
 #: Below 2.69 Nova silently leaves out servers of unreachable cells from listings.
@@ -109,6 +111,7 @@ class NovaTarget:
         interface: str,
         retries: int,
         observe: Observer = ignore,
+        breaker: Breaker | None = None,
     ) -> None:
         self.cloud = cloud
         self.region = region
@@ -119,6 +122,9 @@ class NovaTarget:
         self._observe = observe
         self._client: Any = None
         self._lock = threading.Lock()
+        #: One authentication at a time, and none while Keystone is being left alone.
+        self._auth_lock = threading.Lock()
+        self._breaker = breaker or Breaker()
         self.endpoint: str | None = None
         self._nova_time: float | None = None
         self.offered_microversion: str | None = None
@@ -139,6 +145,7 @@ class NovaTarget:
         instance, and reading it as absence would delete live hosts' records.
         """
         client = self._nova()
+        self._authenticated()
         try:
             server = once_more_on_401(lambda: client.servers.get(uuid))
             return dict(server.to_dict())
@@ -180,11 +187,26 @@ class NovaTarget:
 
     def identity(self) -> Identity:
         """Return the token's project and roles (authenticating if needed)."""
-        try:
-            access = self._session.auth.get_access(self._session)  # type: ignore[union-attr]
-        except _FAILURES as ex:
-            raise self._error("Keystone authentication", ex) from ex
+        access = self._authenticated()
         return Identity(project_id=access.project_id or "", roles=frozenset(access.role_names))
+
+    def _authenticated(self) -> Any:
+        """Return the token's access info, asking Keystone only if the breaker allows it.
+
+        Serialised: when the token must be renewed, one thread asks Keystone and
+        the others reuse its token, or see the breaker it opened.
+        """
+        with self._auth_lock:
+            try:
+                self._breaker.check()
+            except CircuitOpen as ex:
+                raise UpstreamError(self.name, f"Keystone authentication paused: {ex}") from None
+            try:
+                access = self._session.auth.get_access(self._session)  # type: ignore[union-attr]
+            except _FAILURES as ex:
+                raise self._error("Keystone authentication", ex) from ex
+            self._breaker.succeeded()
+            return access
 
     def microversion(self) -> str:
         """Return the compute microversion this target talks."""
@@ -219,6 +241,7 @@ class NovaTarget:
 
     def _list_page(self, params: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
         url = "/servers/detail?" + urllib.parse.urlencode(params)
+        self._authenticated()
         try:
             _resp, body = once_more_on_401(lambda: self._nova().client.get(url))
             servers = body["servers"]
@@ -238,15 +261,18 @@ class NovaTarget:
 
     def _negotiate(self) -> Any:
         probe = self._make_client(api_versions.APIVersion("2.1"))
+        self._authenticated()
         try:
             data = probe.client.get_endpoint_data()
         except _FAILURES as ex:
             raise self._error("compute version discovery", ex) from ex
         if data is None or data.max_microversion is None:
+            # The endpoint's URL goes to the log only: answers carry no reconnaissance.
             where = data.url if data is not None else "the catalog's compute endpoint"
+            log.warning("%s: compute version discovery failed at %s", self.name, where)
             raise UpstreamError(
                 self.name,
-                f"compute version discovery failed at {where}: unreachable, or no microversions",
+                "compute version discovery failed: unreachable, or no microversions",
             )
         offered = api_versions.APIVersion(f"{data.max_microversion[0]}.{data.max_microversion[1]}")
         self.endpoint, self.offered_microversion = data.url, offered.get_string()
@@ -278,8 +304,14 @@ class NovaTarget:
         if isinstance(ex, ksa_exc.ConnectionError):
             self._observe("identity" if keystone else "compute", self.name, "", "error", 0.0)
         if keystone:
-            what = f"Keystone ({self._identity_url}), needed for {what},"
-        return UpstreamError(self.name, f"{what} failed: {describe(ex)}", status=status)
+            # Keystone's URL goes to the log only: answers carry no reconnaissance.
+            log.warning("%s: Keystone at %s failed: %s", self.name, self._identity_url, describe(ex))
+            what = f"Keystone, needed for {what},"
+        reason = f"{what} failed: {describe(ex)}"
+        if keystone or status == 401:
+            # Refused credentials (or a failing Keystone): stop asking for a while.
+            self._breaker.failed(reason)
+        return UpstreamError(self.name, reason, status=status)
 
     def nova_time(self) -> float | None:
         """Return Nova's clock as of its latest answer (its Date header), if known."""
