@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 import falcon
@@ -64,19 +65,38 @@ def _kind(item: object) -> str:
     )
 
 
-def _echo(raw: object) -> object:
-    """Return what to echo of an input item: scalars as sent, containers by kind only.
+#: Longest echo of an input item: a bulk answer never repeats a large input.
+MAX_ECHO = 80
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def echo(raw: object) -> object:
+    """Return what to echo of an input item: bounded, and always valid JSON.
+
+    Strings are cut to MAX_ECHO characters, with lone surrogates (which UTF-8
+    cannot encode) written as ``\\udXXX`` text; numbers that JSON cannot hold
+    (NaN, infinities) and very long ones become strings; containers are named
+    by kind only.
 
     NOTE: a container is never echoed whole: one nested just below json.loads'
     depth limit would overflow the serializer on the way out.
     """
-    return raw if isinstance(raw, str | int | float | bool) or raw is None else f"<{_kind(raw)}>"
+    if isinstance(raw, str):
+        text = raw if len(raw) <= MAX_ECHO else raw[: MAX_ECHO - 3] + "..."
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(raw, bool) or raw is None:
+        return raw
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return _NON_FINITE[str(raw)]
+    if isinstance(raw, int | float):
+        return raw if len(repr(raw)) <= MAX_ECHO else "<long number>"
+    return f"<{_kind(raw)}>"
 
 
 def bulk_item(raw: object, outcome: Verdict | InvalidUUID) -> dict[str, Any]:
     """Return one result of a bulk answer."""
     if isinstance(outcome, InvalidUUID):
-        shown = _echo(raw)
+        shown = echo(raw)
         return {
             "uuid": shown,
             "input": shown,
@@ -89,7 +109,7 @@ def bulk_item(raw: object, outcome: Verdict | InvalidUUID) -> dict[str, Any]:
     found = outcome.decisive
     return {
         "uuid": outcome.uuid,
-        "input": raw,
+        "input": echo(raw),
         "exists": outcome.presence.exists,
         "code": code_of(outcome),
         "status": found.status if found else None,
