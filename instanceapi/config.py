@@ -59,6 +59,8 @@ class Settings:
     upstream_burst: int = 100
     #: Live lookups one bulk request may cause; its other unknown UUIDs get code 503.
     bulk_max_live: int = 50
+    #: Seconds without authenticating after Keystone refuses or fails (doubling, up to 600).
+    keystone_pause: float = 30.0
     log_level: str = "INFO"
     log_format: str = "plain"
     bind: str = "127.0.0.1:8080"
@@ -99,6 +101,7 @@ class Settings:
                 _number(env, "UPSTREAM_BURST", 100, low=1, high=100_000, integer=True)
             ),
             bulk_max_live=int(_number(env, "BULK_MAX_LIVE", 50, low=0, high=1000, integer=True)),
+            keystone_pause=_number(env, "KEYSTONE_PAUSE", 30.0, low=0.0, high=600.0),
             log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS, upper=True) or "INFO",
             log_format=_choice(env, "LOG_FORMAT", "plain", _LOG_FORMATS) or "plain",
             bind=_bind(env),
@@ -135,6 +138,7 @@ _KNOWN = {
     "UPSTREAM_RATE",
     "UPSTREAM_BURST",
     "BULK_MAX_LIVE",
+    "KEYSTONE_PAUSE",
     "TOKEN_FILE",
     "ALLOW_CIDRS",
     "FORWARDED_ALLOW_IPS",

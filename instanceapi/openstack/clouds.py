@@ -17,6 +17,7 @@ from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import session as ksa_session
 
 from instanceapi.config import ConfigError, Settings, TargetSpec
+from instanceapi.openstack.breaker import MAX_PAUSE, Breaker
 from instanceapi.openstack.compute import NovaTarget, Observer, ignore
 
 log = logging.getLogger(__name__)
@@ -87,4 +88,5 @@ def _target(
         interface=interface,
         retries=settings.retries,
         observe=observe,
+        breaker=Breaker(base=settings.keystone_pause, cap=max(MAX_PAUSE, settings.keystone_pause)),
     )
