@@ -10,13 +10,13 @@ from typing import Any
 import falcon
 
 from instanceapi import logs
-from instanceapi.bulk import BulkCheckResource
 from instanceapi.budget import UpstreamBudget
+from instanceapi.bulk import BulkCheckResource
 from instanceapi.checker import Checker, Overloaded
 from instanceapi.config import Settings
 from instanceapi.errors import overloaded, serialize_error
 from instanceapi.metrics import Metrics
-from instanceapi.middleware import AccessControl, RequestContext, add_upstream_time
+from instanceapi.middleware import AccessControl, HostCheck, RequestContext, add_upstream_time
 from instanceapi.openapi import OpenAPIResource
 from instanceapi.openstack import Observer
 from instanceapi.refresher import Refresher
@@ -40,7 +40,10 @@ def create_app(
     metrics = metrics or Metrics()
     checker = checker or build_checker(settings, metrics)
     middleware: list[Any] = [RequestContext()]
-    if settings.api_tokens or settings.allow_networks:
+    if settings.allowed_hosts:
+        middleware.append(HostCheck(settings.allowed_hosts))
+    guarded = bool(settings.api_tokens or settings.allow_networks)
+    if guarded:
         middleware.append(
             AccessControl(
                 settings.api_tokens,
@@ -56,7 +59,9 @@ def create_app(
     app.add_route("/check", MissingUUIDResource(BulkCheckResource(checker, metrics), metrics))
     app.add_sink(MalformedCheckPath(metrics), r"^/check/")
     app.add_route("/healthz", HealthResource())
-    app.add_route("/readyz", ReadyResource(checker))
+    # Readiness detail (cloud/region names, counts, reasons) only behind access control:
+    # an open service tells anyone only whether it is ready (doctor tells the rest).
+    app.add_route("/readyz", ReadyResource(checker, detail=guarded))
     app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/openapi.json", OpenAPIResource())
     return app
@@ -114,15 +119,30 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
     )
 
 
+#: The settings the Gunicorn master validated (at start, and at each good reload),
+#: inherited by its workers through fork.
+_from_master: list[Settings] = []
+
+
+def use_master_settings(settings: Settings) -> None:
+    """Record the master's validated settings for the workers it forks from now on."""
+    _from_master[:] = [settings]
+
+
 def get_app(
     environ: Mapping[str, str] | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the production app from the environment, and start its index refresher.
 
     Gunicorn calls this in each worker after the fork (no preload), so every
-    worker has its own sessions and its own refresher thread.
+    worker has its own sessions and its own refresher thread. Under our
+    Gunicorn config the worker takes the master's validated settings instead
+    of reading them again: a file broken since (at a reload) cannot stop it.
     """
-    settings = Settings.from_env(os.environ if environ is None else environ)
+    if environ is None and _from_master:
+        settings = _from_master[0]
+    else:
+        settings = Settings.from_env(os.environ if environ is None else environ)
     logs.configure(settings.log_level, settings.log_format)
     metrics = Metrics()
     checker = build_checker(settings, metrics)

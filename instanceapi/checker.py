@@ -63,9 +63,7 @@ class Checker:
         # Bounds the live lookups of this process, in number and in rate, so a
         # flood of random UUIDs cannot hammer Nova; the excess is refused (503),
         # never answered 404.
-        self._budget = budget or UpstreamBudget(
-            concurrency=max_live_lookups, slot_wait=slot_wait
-        )
+        self._budget = budget or UpstreamBudget(concurrency=max_live_lookups, slot_wait=slot_wait)
         self._bulk_max_live = bulk_max_live
         #: Absences confirmed by any worker of this service (None: this process only).
         self.shared = shared
@@ -135,23 +133,23 @@ class Checker:
     def _live(self, canonical: str) -> Verdict:
         """Ask every target about the UUID as given, then about the twin where it can matter.
 
-        The twin is asked in a target only if the form as given was found absent
-        there: where the lookup failed (Keystone refusing, Nova down) the verdict
-        cannot be a 404 anyway, and asking again would double the failed calls.
+        The twin is not asked in a target whose lookup of the form as given
+        failed (Keystone refusing, Nova down): the verdict cannot be a 404
+        anyway, and asking again would double the failed calls.
         """
         sightings: list[Sighting] = []
         targets: Sequence[TargetChecker] = self.targets
         for label, form in forms(canonical):
-            absent_in: list[TargetChecker] = []
+            answered: list[TargetChecker] = []
             for target in targets:
                 self._budget.spend()
                 sighting = target.sight(form)
                 sightings.append(sighting)
                 if sighting.presence is Presence.PRESENT:
                     return Verdict(canonical, Presence.PRESENT, tuple(sightings), matched=label)
-                if sighting.presence is Presence.ABSENT:
-                    absent_in.append(target)
-            targets = absent_in
+                if not sighting.failed:
+                    answered.append(target)
+            targets = answered
         verdict = Verdict(canonical, combine(sightings), tuple(sightings))
         if verdict.presence is Presence.ABSENT:
             self.absent.put(canonical, verdict)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +74,8 @@ class Settings:
     allow_networks: tuple[Network, ...] = ()
     #: Proxies whose X-Forwarded-For names the client (Gunicorn's forwarded_allow_ips).
     forwarded_allow: tuple[Network, ...] = ()
+    #: Host header names served (empty: any); others get 400 (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
     #: Bearer tokens the API accepts (empty: no authentication). Kept out of repr.
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
 
@@ -107,18 +111,54 @@ class Settings:
             bind=_bind(env),
             workers=int(_number(env, "WORKERS", 2, low=1, high=64, integer=True)),
             certfile=_readable(env, "CERTFILE"),
-            runtime_dir=_writable_dir(env, "RUNTIME_DIR"),
-            keyfile=_readable(env, "KEYFILE"),
+            runtime_dir=_private_dir(env, "RUNTIME_DIR"),
+            keyfile=_readable(env, "KEYFILE") or _credential(environ, KEY_CREDENTIAL),
             allow_networks=_networks(env, "ALLOW_CIDRS"),
             forwarded_allow=_networks(env, "FORWARDED_ALLOW_IPS"),
-            api_tokens=_tokens(env),
+            allowed_hosts=_hosts(env),
+            api_tokens=_tokens(env, environ),
         )._checked()
 
     def _checked(self) -> Settings:
         if bool(self.certfile) != bool(self.keyfile):
             key = PREFIX + ("KEYFILE" if self.certfile else "CERTFILE")
             raise ConfigError(key, "TLS needs both INSTANCEAPI_CERTFILE and INSTANCEAPI_KEYFILE")
+        if self.allow_networks and self.bind.startswith("unix:"):
+            raise ConfigError(
+                PREFIX + "ALLOW_CIDRS",
+                "a unix: socket has no client address to check; use INSTANCEAPI_TOKEN_FILE, "
+                "or bind HOST:PORT",
+            )
         return self
+
+    def exposure_warning(self) -> str | None:
+        """Return a warning if anyone on the network may ask (no token, no allowlist)."""
+        if self.api_tokens or self.allow_networks or is_loopback_bind(self.bind):
+            return None
+        return (
+            f"INSTANCEAPI_BIND={self.bind} is not loopback and neither INSTANCEAPI_TOKEN_FILE "
+            "nor INSTANCEAPI_ALLOW_CIDRS is set: anyone who reaches this address may ask, "
+            "and spend the upstream budget"
+        )
+
+
+#: Secrets handed over by systemd (LoadCredential=), found in $CREDENTIALS_DIRECTORY
+#: when the matching setting is not given.
+TOKENS_CREDENTIAL = "instanceapi.api-tokens"
+KEY_CREDENTIAL = "instanceapi.tls-key"
+
+
+def is_loopback_bind(bind: str) -> bool:
+    """Return True for a unix: socket or a loopback HOST:PORT."""
+    if bind.startswith("unix:"):
+        return True
+    host = bind.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 _KNOWN = {
@@ -142,6 +182,7 @@ _KNOWN = {
     "TOKEN_FILE",
     "ALLOW_CIDRS",
     "FORWARDED_ALLOW_IPS",
+    "ALLOWED_HOSTS",
     "CERTFILE",
     "RUNTIME_DIR",
     "KEYFILE",
@@ -273,14 +314,37 @@ def _readable(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
-def _writable_dir(env: Mapping[str, str], name: str) -> str | None:
+def _private_dir(env: Mapping[str, str], name: str) -> str | None:
     key = PREFIX + name
     raw = env.get(key, "").strip()
     if not raw:
         return None
-    if not Path(raw).is_dir() or not os.access(raw, os.W_OK | os.X_OK):
-        raise ConfigError(key, f"{raw} is not a writable directory")
+    problem = private_dir_problem(raw)
+    if problem:
+        raise ConfigError(key, problem)
     return raw
+
+
+def private_dir_problem(path: str) -> str | None:
+    """Return why `path` is not a private directory of this user, or None if it is.
+
+    The workers trust what they find there (absent verdicts, metrics): a
+    directory someone else owns or may write to could feed them answers.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as ex:
+        return f"{path}: {ex.strerror}"
+    if not stat.S_ISDIR(info.st_mode) or not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not a writable directory"
+    if info.st_uid != os.geteuid():
+        return f"{path} is owned by uid {info.st_uid}, not by the service user ({os.geteuid()})"
+    if info.st_mode & 0o077:
+        return (
+            f"{path} is accessible to others (mode {stat.S_IMODE(info.st_mode):04o}); "
+            "make it 0700 (systemd: RuntimeDirectoryMode=0700)"
+        )
+    return None
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
@@ -296,10 +360,38 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def _tokens(env: Mapping[str, str]) -> tuple[str, ...]:
-    """Read bearer tokens, one per line (# comments allowed); never echo them."""
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[?[0-9a-f:.]+\]?")
+
+
+def _hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    key = PREFIX + "ALLOWED_HOSTS"
+    hosts = [h.strip().lower() for h in env.get(key, "").split(",") if h.strip()]
+    for host in hosts:
+        if not _HOST.fullmatch(host):
+            raise ConfigError(key, f"{host!r} is not a host name or address (no port, no scheme)")
+    return tuple(h.strip("[]") for h in hosts)
+
+
+def _credential(environ: Mapping[str, str], name: str) -> str | None:
+    """Return the path of a systemd credential handed to this service, if there is one."""
+    directory = environ.get("CREDENTIALS_DIRECTORY", "").strip()
+    path = Path(directory, name) if directory else None
+    return str(path) if path is not None and path.is_file() else None
+
+
+def _tokens(env: Mapping[str, str], environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Read bearer tokens, one per line (# comments allowed); never echo them.
+
+    From INSTANCEAPI_TOKEN_FILE, else from the systemd credential
+    ``instanceapi.api-tokens``. Set but empty is an error: a typo must not
+    start the service unauthenticated.
+    """
     key = PREFIX + "TOKEN_FILE"
-    path = _readable(env, "TOKEN_FILE")
+    if key in env and not env[key].strip():
+        raise ConfigError(
+            key, "is set but empty: name the token file, or remove the line to serve without tokens"
+        )
+    path = _readable(env, "TOKEN_FILE") or _credential(environ, TOKENS_CREDENTIAL)
     if path is None:
         return ()
     lines = Path(path).read_text(encoding="utf-8").splitlines()

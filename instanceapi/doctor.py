@@ -60,6 +60,9 @@ def run(environ: Mapping[str, str], out: TextIO) -> int:
         file=out,
     )
     report = Report(out)
+    warning = settings.exposure_warning()
+    if warning:
+        report.note(warning)
     for target in targets:
         print(f"\n{target.name}", file=out)
         check_target(target, report)

@@ -67,5 +67,5 @@ class FairPool:
             call, item, future = self._next()
             try:
                 future.set_result(call(item))
-            except BaseException as ex:  # noqa: BLE001 - handed to the caller, who re-raises
+            except BaseException as ex:  # handed to the caller, who re-raises it
                 future.set_exception(ex)

@@ -7,28 +7,47 @@ the master at start-up with a message naming the variable.
 """
 
 import os
+import re
 import shutil
 import sys
 import tempfile
 from typing import Any
 
-from instanceapi.config import ConfigError, Settings
+from instanceapi.config import ConfigError, Settings, private_dir_problem
+
+#: Directories this master made, removed when it exits (never one it was given).
+_made: list[str] = []
 
 
-def _shared_dir(variable: str, default: str) -> str:
-    """Return a private directory for the workers' shared files, made before they fork."""
-    path = os.environ.get(variable) or default
-    os.makedirs(path, mode=0o700, exist_ok=True)
+def _stop(message: str) -> None:
+    sys.stderr.write(f"instanceapi: configuration error: {message}\n")
+    raise SystemExit(2)
+
+
+def _shared_dir(variable: str, default: str | None) -> str:
+    """Return a private directory for the workers' shared files, made before they fork.
+
+    One that is given must already be private to this user (0700, ours): the
+    workers trust what they find in it.
+    """
+    given = os.environ.get(variable)
+    path = given or default or tempfile.mkdtemp(prefix="instanceapi-")
+    if not given and default is None:
+        _made.append(path)
+    elif not os.path.exists(path):
+        os.makedirs(path, mode=0o700)
+        if not given:
+            _made.append(path)
+    problem = private_dir_problem(path)
+    if problem:
+        _stop(f"{variable}: {problem}")
     os.environ[variable] = path  # inherited by every worker
     return path
 
 
 # NOTE: first of all. prometheus_client picks its value store (files, or memory)
 # when first imported, and openstacksdk imports it while the settings are checked.
-_runtime = _shared_dir(
-    "INSTANCEAPI_RUNTIME_DIR",
-    os.environ.get("INSTANCEAPI_RUNTIME_DIR") or tempfile.mkdtemp(prefix="instanceapi-"),
-)
+_runtime = _shared_dir("INSTANCEAPI_RUNTIME_DIR", None)
 _metrics = _shared_dir("PROMETHEUS_MULTIPROC_DIR", os.path.join(_runtime, "metrics"))
 
 
@@ -39,12 +58,23 @@ def _load() -> Settings:
 
         build_targets(settings)  # clouds.yaml and regions resolve; no network I/O
     except ConfigError as ex:
-        sys.stderr.write(f"instanceapi: configuration error: {ex}\n")
-        raise SystemExit(2) from None
+        _stop(str(ex))
+    warning = settings.exposure_warning()
+    if warning:
+        sys.stderr.write(f"instanceapi: warning: {warning}\n")
     return settings
 
 
 _settings = _load()
+
+
+def _hand_over(settings: Settings) -> None:
+    from instanceapi.app import use_master_settings
+
+    use_master_settings(settings)
+
+
+_hand_over(_settings)
 
 
 # -- Server socket ------------------------------------------------------------
@@ -109,17 +139,51 @@ control_socket_disable = True
 # a scrape reads them all. Emptied when the master starts, pruned when a worker dies.
 
 
+#: The files prometheus_client's multiprocess mode writes: <kind>_<pid>.db.
+_METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
+
+
 def on_starting(server: Any) -> None:
-    """Start from empty shared files: metrics, and absent verdicts (the clouds may differ)."""
-    for name in os.listdir(_metrics):
-        path = os.path.join(_metrics, name)
-        if os.path.isfile(path):
-            os.unlink(path)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-    for name in os.listdir(_runtime):
-        if name.startswith("absent-"):
-            os.unlink(os.path.join(_runtime, name))
+    """Start from empty shared files: our metrics, and absent verdicts (the clouds may differ).
+
+    Only files this service writes, owned by this user, are removed: a
+    directory given by PROMETHEUS_MULTIPROC_DIR may hold other things.
+    """
+    _remove_own(_metrics, _METRICS_FILE)
+    _remove_own(_runtime, re.compile(r"absent-[0-9a-f]+\.sqlite3(-wal|-shm|-journal)?"))
+
+
+def _remove_own(directory: str, pattern: re.Pattern[str]) -> None:
+    for entry in os.scandir(directory):
+        if (
+            pattern.fullmatch(entry.name)
+            and entry.is_file(follow_symlinks=False)
+            and entry.stat(follow_symlinks=False).st_uid == os.geteuid()
+        ):
+            os.unlink(entry.path)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the directories this master made (a temporary runtime directory)."""
+    for path in reversed(_made):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def on_reload(server: Any) -> None:
+    """Re-read the settings for the new workers; keep the running ones if they are invalid.
+
+    The workers take the settings the master validated (inherited through
+    fork), so a token file broken at reload cannot make them fail to boot,
+    which would stop the whole service.
+    """
+    from instanceapi.app import use_master_settings
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as ex:
+        server.log.error("reload: configuration error: %s; keeping the running settings", ex)
+        return
+    use_master_settings(settings)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -135,3 +135,29 @@ class AccessControl:
         # Compare with every token, in constant time each: no early exit to time.
         matches = [hmac.compare_digest(candidate, token) for token in self._tokens]
         return any(matches)
+
+
+class HostCheck:
+    """Refuse (400) a request whose Host header names none of the allowed hosts.
+
+    Without it a web page could reach a loopback-bound, token-less service
+    through DNS rebinding: the browser sends the attacker's host name.
+    """
+
+    def __init__(self, hosts: Sequence[str]) -> None:
+        self._hosts = frozenset(host_name(h) for h in hosts)
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Raise 400 unless the Host header (without its port) is allowed."""
+        if host_name(req.get_header("Host") or "") not in self._hosts:
+            raise falcon.HTTPBadRequest(
+                title="Invalid Host", description="this host name is not served here"
+            )
+
+
+def host_name(host: str) -> str:
+    """Return a Host header's name: lower case, without port or IPv6 brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host

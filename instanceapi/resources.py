@@ -71,7 +71,9 @@ class CheckResource:
             resp.content_type = falcon.MEDIA_TEXT
             resp.text = verdict.sentence() + "\n"
         else:
-            resp.media = verdict_body(verdict, self._checker.index_ages())
+            body = verdict_body(verdict, self._checker.index_ages())
+            body["request_id"] = req.context.request_id
+            resp.media = body
 
     on_head = on_get
 
@@ -149,13 +151,17 @@ class HealthResource:
         """Answer 200."""
         resp.media = {"status": "ok"}
 
+    on_head = on_get
+
 
 class ReadyResource:
     """``GET /readyz``: every target has a token, Keystone answers, absence is provable,
     and the index (once it exists) is fresh. Reads state only: never waits on OpenStack."""
 
-    def __init__(self, checker: Checker) -> None:
+    def __init__(self, checker: Checker, *, detail: bool = True) -> None:
         self._checker = checker
+        #: Name targets, counts and reasons (only to clients who passed access control).
+        self._detail = detail
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Answer 200 when every target is ready, else 503 naming those that are not."""
@@ -174,7 +180,9 @@ class ReadyResource:
             )
         ok = all(t["ready"] for t in targets)
         resp.status = falcon.HTTP_200 if ok else falcon.HTTP_503
-        resp.media = {"ready": ok, "targets": targets}
+        resp.media = {"ready": ok, "targets": targets} if self._detail else {"ready": ok}
+
+    on_head = on_get
 
 
 class MetricsResource:

@@ -91,7 +91,7 @@ class TargetChecker:
                 return self._from_server(uuid, server)
             return self._after_404(uuid, asked_at)
         except UpstreamError as ex:
-            return self._seen(uuid, Presence.UNKNOWN, ex.reason)
+            return self._seen(uuid, Presence.UNKNOWN, ex.reason, failed=True)
 
     def sight_in_index(self, uuid: str) -> Sighting | None:
         """Return a PRESENT sighting if a fresh index lists `uuid`, else None (no I/O)."""
@@ -193,6 +193,7 @@ class TargetChecker:
         *,
         status: str | None = None,
         rule: str | None = None,
+        failed: bool = False,
     ) -> Sighting:
         target = self.target
         return Sighting(
@@ -204,6 +205,7 @@ class TargetChecker:
             detail=f"{target.name}: {detail}",
             status=status,
             rule=rule,
+            failed=failed,
         )
 
 

@@ -32,6 +32,8 @@ class Sighting:
     detail: str
     status: str | None = None
     rule: str | None = None
+    #: The lookup itself failed (Keystone, Nova unreachable or erring): the target is in doubt.
+    failed: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """Return the JSON form used in response bodies."""

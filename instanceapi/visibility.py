@@ -69,14 +69,21 @@ def _rule_for(target: Compute, me: Identity, now: float) -> Visibility:
         None,
     )
     if other is not None:
-        if target.show(str(other["id"])) is not None:
-            return Visibility(
-                Rule.BY_ID, f"GET of server {other['id']} of another project answered 200", now
-            )
+        # NOTE: the probe's server id and project go to the log, never into a
+        # reason: reasons reach clients, and these are another project's.
+        seen = target.show(str(other["id"])) is not None
+        log.info(
+            "%s: visibility probe: GET of server %s of project %s answered %s",
+            target.name,
+            other["id"],
+            other.get("tenant_id"),
+            200 if seen else 404,
+        )
+        if seen:
+            return Visibility(Rule.BY_ID, "GET of another project's server answered 200", now)
         return Visibility(
             Rule.LISTING,
-            "the credentials list all projects but GET of another "
-            f"project's server {other['id']} answered 404",
+            "the credentials list all projects but GET of another project's server answered 404",
             now,
         )
     if "admin" in me.roles:

@@ -222,7 +222,8 @@ class NovaTarget:
         try:
             self._session.get(self._identity_url, authenticated=False, connect_retries=0)
         except _FAILURES as ex:
-            raise self._error("Keystone version discovery", ex) from ex
+            # Not an authentication: no reason to pause authenticating.
+            raise self._error("Keystone version discovery", ex, pause=False) from ex
 
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         url = response.request.url or ""
@@ -297,7 +298,7 @@ class NovaTarget:
             retriable_status_codes=[503],
         )
 
-    def _error(self, what: str, ex: BaseException) -> UpstreamError:
+    def _error(self, what: str, ex: BaseException, *, pause: bool = True) -> UpstreamError:
         status = getattr(ex, "http_status", None) or getattr(ex, "code", None)
         status = status if isinstance(status, int) else None
         keystone = self._from_keystone(ex)
@@ -305,10 +306,12 @@ class NovaTarget:
             self._observe("identity" if keystone else "compute", self.name, "", "error", 0.0)
         if keystone:
             # Keystone's URL goes to the log only: answers carry no reconnaissance.
-            log.warning("%s: Keystone at %s failed: %s", self.name, self._identity_url, describe(ex))
+            log.warning(
+                "%s: Keystone at %s failed: %s", self.name, self._identity_url, describe(ex)
+            )
             what = f"Keystone, needed for {what},"
         reason = f"{what} failed: {describe(ex)}"
-        if keystone or status == 401:
+        if pause and (keystone or status == 401):
             # Refused credentials (or a failing Keystone): stop asking for a while.
             self._breaker.failed(reason)
         return UpstreamError(self.name, reason, status=status)
