@@ -52,7 +52,14 @@ COLUMNS = (*EXISTING, "deleted", "invalid")
 INVALID = "not-a-uuid"
 DOUBT = frozenset({500, 503})
 #: Settings shared by every service: one OpenStack call may take 1 s, retried once.
-COMMON_ENV = {"INSTANCEAPI_TIMEOUT": "1", "INSTANCEAPI_RETRIES": "1"}
+COMMON_ENV = {
+    "INSTANCEAPI_TIMEOUT": "1",
+    "INSTANCEAPI_RETRIES": "1",
+    # A short Keystone pause (default 30 s): recovery within the case's deadline.
+    "INSTANCEAPI_KEYSTONE_PAUSE": "2",
+    # Readiness detail (index ages) is for clients that passed access control.
+    "INSTANCEAPI_ALLOW_CIDRS": "127.0.0.1/32",
+}
 MODE_ENV = {
     "warm": {"INSTANCEAPI_REFRESH_INTERVAL": "1", "INSTANCEAPI_INDEX_MAX_AGE": "300"},
     "cold": {"INSTANCEAPI_REFRESH_INTERVAL": "3600", "INSTANCEAPI_INDEX_MAX_AGE": "5"},

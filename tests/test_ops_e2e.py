@@ -94,7 +94,11 @@ def test_metrics_count_checks_from_both_workers(cloud, tmp_path):
 
 def test_readiness_follows_keystone(cloud, tmp_path):
     env = env_for(
-        cloud, tmp_path, INSTANCEAPI_REFRESH_INTERVAL="1", INSTANCEAPI_VISIBILITY_INTERVAL="5"
+        cloud,
+        tmp_path,
+        INSTANCEAPI_REFRESH_INTERVAL="1",
+        INSTANCEAPI_VISIBILITY_INTERVAL="5",
+        INSTANCEAPI_ALLOW_CIDRS="127.0.0.1/32",  # readiness detail is for allowed clients
     )
     with ServiceProcess(env, ready_path="/readyz") as service:
         cloud.fault("keystone", down=True)
