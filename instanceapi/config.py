@@ -325,8 +325,8 @@ def _private_dir(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
-def private_dir_problem(path: str) -> str | None:
-    """Return why `path` is not a private directory of this user, or None if it is.
+def private_dir_problem(path: str, uid: int | None = None) -> str | None:
+    """Return why `path` is not a private directory of user `uid` (default: this process's).
 
     The workers trust what they find there (absent verdicts, metrics): a
     directory someone else owns or may write to could feed them answers.
@@ -337,8 +337,9 @@ def private_dir_problem(path: str) -> str | None:
         return f"{path}: {ex.strerror}"
     if not stat.S_ISDIR(info.st_mode) or not os.access(path, os.W_OK | os.X_OK):
         return f"{path} is not a writable directory"
-    if info.st_uid != os.geteuid():
-        return f"{path} is owned by uid {info.st_uid}, not by the service user ({os.geteuid()})"
+    uid = os.geteuid() if uid is None else uid
+    if info.st_uid != uid:
+        return f"{path} is owned by uid {info.st_uid}, not by the service user ({uid})"
     if info.st_mode & 0o077:
         return (
             f"{path} is accessible to others (mode {stat.S_IMODE(info.st_mode):04o}); "

@@ -6,6 +6,7 @@ from the ``INSTANCEAPI_*`` settings, validated here so that a bad value stops
 the master at start-up with a message naming the variable.
 """
 
+import atexit
 import os
 import re
 import shutil
@@ -17,6 +18,19 @@ from instanceapi.config import ConfigError, Settings, private_dir_problem
 
 #: Directories this master made, removed when it exits (never one it was given).
 _made: list[str] = []
+_master = os.getpid()
+
+
+@atexit.register
+def _remove_made() -> None:
+    """Remove the directories this master made (a temporary runtime directory).
+
+    NOTE: atexit handlers are inherited by the forked workers; only the master
+    (or a ``--check-config`` run) removes anything.
+    """
+    if os.getpid() == _master:
+        for path in reversed(_made):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _stop(message: str) -> None:
@@ -161,12 +175,6 @@ def _remove_own(directory: str, pattern: re.Pattern[str]) -> None:
             and entry.stat(follow_symlinks=False).st_uid == os.geteuid()
         ):
             os.unlink(entry.path)
-
-
-def on_exit(server: Any) -> None:
-    """Remove the directories this master made (a temporary runtime directory)."""
-    for path in reversed(_made):
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def on_reload(server: Any) -> None:
