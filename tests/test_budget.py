@@ -16,7 +16,7 @@ from instanceapi.fairpool import FairPool
 from instanceapi.metrics import Metrics
 from instanceapi.openstack.breaker import Breaker
 from instanceapi.uuids import byte_swapped
-from tests.fakes import FakeCloud
+from tests.fakes import FakeCloud, not_found
 
 DEFAULTS = Settings(targets=(TargetSpec("cloud"),))
 KEYSTONE_401 = {
@@ -199,6 +199,44 @@ def test_the_twin_is_not_asked_where_the_first_lookup_failed(cloud):
     absent = twin_is_v4(True)
     assert client.simulate_get(f"/check/{absent}").status_code == 404
     assert cloud.calls("GET", byte_swapped(absent)) == 1  # needed for a 404
+
+
+def test_a_small_bulk_is_served_in_turn_while_a_large_one_runs(cloud):
+    checker = Checker([TargetChecker(cloud.target())], bulk_concurrency=1, bulk_max_live=1000)
+    client = testing.TestClient(create_app(DEFAULTS, checker=checker, metrics=Metrics()))
+    client.simulate_get(f"/check/{twin_is_v4(False)}")  # visibility established
+    large = [twin_is_v4(False) for _ in range(30)]
+    small = [twin_is_v4(False) for _ in range(5)]
+    gate, blocked = threading.Event(), threading.Semaphore(0)
+
+    def held(request, context):
+        blocked.release()
+        gate.wait(5)
+        context.status_code = 404
+        return not_found(request.url.rsplit("/", 1)[-1])
+
+    cloud.mocker.get(f"{cloud.compute_url}/servers/{large[0]}", json=held)
+    threads = [
+        threading.Thread(
+            target=client.simulate_post, args=("/check",), kwargs={"json": {"uuids": u}}
+        )
+        for u in (large, small)
+    ]
+    threads[0].start()
+    assert blocked.acquire(timeout=5)  # the pool's one thread is busy
+    threads[1].start()
+    for _ in range(500):  # until the small bulk is queued behind them (at most 5 s)
+        if len(checker._pool._ring) == 2:
+            break
+        threading.Event().wait(0.01)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    order = [r.url.rsplit("/", 1)[-1] for r in cloud.mocker.request_history if r.method == "GET"]
+    last_small = max(order.index(u) for u in small)
+    large_before = sum(1 for u in order[:last_small] if u in large)
+    # In turn: the held one, then one large per small; first come first served: all 30.
+    assert large_before <= 1 + len(small)
 
 
 def test_the_pool_serves_batches_in_turn():
