@@ -42,7 +42,16 @@ class Prepared:
     @property
     def env(self) -> dict[str, str]:
         """Return the service's environment for this cloud."""
-        return {"OS_CLIENT_CONFIG_FILE": self.info.clouds_yaml, "INSTANCEAPI_CLOUDS": "demo"}
+        return {
+            "OS_CLIENT_CONFIG_FILE": self.info.clouds_yaml,
+            "INSTANCEAPI_CLOUDS": "demo",
+            # The run measures capacity, not the upstream budget (README, Security):
+            # fresh absent UUIDs at thousands per second would be refused (503).
+            "INSTANCEAPI_UPSTREAM_RATE": "10000",
+            "INSTANCEAPI_UPSTREAM_BURST": "100000",
+            "INSTANCEAPI_MAX_UPSTREAM_LOOKUPS": "32",
+            "INSTANCEAPI_BULK_MAX_LIVE": "1000",
+        }
 
     @property
     def pages(self) -> int:
