@@ -1,0 +1,84 @@
+"""What a hostile client costs OpenStack: upstream requests counted at the simulated cloud.
+
+One worker with the default settings, on loopback:
+
+1. ``POST /check`` of 1,000 random uuid4s whose byte-swapped twins are version 4 too;
+2. right after, a 64-way flood of single checks of fresh UUIDs;
+3. a new service whose password Keystone refuses, and the same bulk.
+
+Run: ``python -m benchmarks.amplification`` (about 10 s). Only the requests for the UUIDs
+sent are counted (the index refreshes are not).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid as uuidlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from instanceapi.testing import SimulatedCloud, seed_demo
+from instanceapi.testing.harness import ServiceProcess, service_env
+from instanceapi.uuids import byte_swapped
+
+
+def uuid4s(count: int, *, v4_twin: bool) -> list[str]:
+    """Return random uuid4s whose twins are (or are not) version-4 UUIDs too."""
+    found: list[str] = []
+    while len(found) < count:
+        candidate = str(uuidlib.uuid4())
+        if (uuidlib.UUID(byte_swapped(candidate)).version == 4) is v4_twin:
+            found.append(candidate)
+    return found
+
+
+def nova_gets(cloud: SimulatedCloud, uuids: list[str]) -> int:
+    """Count GET /servers/{id} for these UUIDs or their twins."""
+    wanted = {u for x in uuids for u in (x, byte_swapped(x))}
+    return sum(
+        1
+        for r in cloud.requests
+        if r.method == "GET" and r.path.split("?")[0].rsplit("/", 1)[-1] in wanted
+    )
+
+
+def codes(answer: requests.Response) -> dict[int, int]:
+    """Count a bulk answer's per-item codes."""
+    found: dict[int, int] = {}
+    for result in answer.json()["results"]:
+        found[result["code"]] = found.get(result["code"], 0) + 1
+    return found
+
+
+def main() -> None:
+    """Print the three measurements."""
+    with SimulatedCloud() as cloud, tempfile.TemporaryDirectory() as tmp:
+        seed_demo(cloud)
+        env = service_env(cloud, Path(tmp))
+        with ServiceProcess(env, workers=1, ready_path="/readyz") as service:
+            bulk = uuid4s(1000, v4_twin=True)
+            answer = requests.post(f"{service.url}/check", json={"uuids": bulk}, timeout=600)
+            print(f"bulk of 1000: {nova_gets(cloud, bulk)} Nova GETs, codes {codes(answer)}")
+            flood = uuid4s(64, v4_twin=False)
+            with ThreadPoolExecutor(64) as pool:
+                statuses = list(
+                    pool.map(
+                        lambda u: requests.get(f"{service.url}/check/{u}", timeout=60).status_code,
+                        flood,
+                    )
+                )
+            counted = {s: statuses.count(s) for s in sorted(set(statuses))}
+            print(f"64-way flood: {nova_gets(cloud, flood)} Nova GETs, statuses {counted}")
+        clouds = Path(env["OS_CLIENT_CONFIG_FILE"])
+        clouds.write_text(clouds.read_text().replace(cloud.password("admin"), "rotated"))
+        cloud.reset_counts()
+        with ServiceProcess(env, workers=1, ready_path="/healthz") as service:
+            answer = requests.post(f"{service.url}/check", json={"uuids": bulk}, timeout=600)
+            tokens = cloud.counts["keystone.token"]
+            print(f"refused password, bulk of 1000: {tokens} token requests, codes {codes(answer)}")
+
+
+if __name__ == "__main__":
+    main()
