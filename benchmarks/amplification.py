@@ -4,7 +4,8 @@ One worker with the default settings, on loopback:
 
 1. ``POST /check`` of 1,000 random uuid4s whose byte-swapped twins are version 4 too;
 2. right after, a 64-way flood of single checks of fresh UUIDs;
-3. a new service whose password Keystone refuses, and the same bulk.
+3. a 5-UUID bulk sent while 4 hostile bulks of 1,000 run (its time and codes);
+4. a new service whose password Keystone refuses, and the same bulk.
 
 Run: ``python -m benchmarks.amplification`` (about 10 s). Only the requests for the UUIDs
 sent are counted (the index refreshes are not).
@@ -13,6 +14,8 @@ sent are counted (the index refreshes are not).
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,6 +55,24 @@ def codes(answer: requests.Response) -> dict[int, int]:
     return found
 
 
+def small_bulk_among_hostile_ones(url: str) -> None:
+    """Time a 5-UUID bulk sent while 4 bulks of 1,000 unknown UUIDs are under way."""
+
+    def hostile() -> None:
+        requests.post(f"{url}/check", json={"uuids": uuid4s(1000, v4_twin=True)}, timeout=600)
+
+    threads = [threading.Thread(target=hostile) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # the hostile bulks are under way
+    started = time.perf_counter()
+    small = requests.post(f"{url}/check", json={"uuids": uuid4s(5, v4_twin=True)}, timeout=600)
+    took = time.perf_counter() - started
+    for thread in threads:
+        thread.join()
+    print(f"5-UUID bulk among 4 hostile ones: {took:.2f}s, codes {codes(small)}")
+
+
 def main() -> None:
     """Print the three measurements."""
     with SimulatedCloud() as cloud, tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +92,8 @@ def main() -> None:
                 )
             counted = {s: statuses.count(s) for s in sorted(set(statuses))}
             print(f"64-way flood: {nova_gets(cloud, flood)} Nova GETs, statuses {counted}")
+            time.sleep(6)  # the bucket refills (20/s): the small bulk competes for it
+            small_bulk_among_hostile_ones(service.url)
         clouds = Path(env["OS_CLIENT_CONFIG_FILE"])
         clouds.write_text(clouds.read_text().replace(cloud.password("admin"), "rotated"))
         cloud.reset_counts()
