@@ -86,10 +86,11 @@ class Checker:
     def check_many(self, canonicals: Sequence[str]) -> list[Verdict]:
         """Return verdicts in order; live lookups run concurrently in a bounded pool.
 
-        At most `bulk_max_live` distinct UUIDs of one request are looked up live;
-        the others are answered "overloaded" (503) without an upstream call.
+        At most `bulk_max_live` distinct UUIDs of one request are looked up live
+        (those not answered from the index or a confirmed absence); the others
+        are answered "overloaded" (503) without an upstream call.
         """
-        known = {u: self._answer_without_io(u) for u in canonicals}
+        known = {u: self._answer_without_io(u) or self._shared_absent(u) for u in canonicals}
         live = [u for u, v in known.items() if v is None]
         allowed, refused = live[: self._bulk_max_live], live[self._bulk_max_live :]
         # Each task runs in a copy of this request's context (its request id).

@@ -76,19 +76,13 @@ def _load() -> Settings:
     warning = settings.exposure_warning()
     if warning:
         sys.stderr.write(f"instanceapi: warning: {warning}\n")
+    from instanceapi.app import use_master_settings
+
+    use_master_settings(settings)  # the workers take these, inherited through fork
     return settings
 
 
 _settings = _load()
-
-
-def _hand_over(settings: Settings) -> None:
-    from instanceapi.app import use_master_settings
-
-    use_master_settings(settings)
-
-
-_hand_over(_settings)
 
 
 # -- Server socket ------------------------------------------------------------

@@ -15,7 +15,9 @@ from instanceapi.config import Settings, TargetSpec
 from instanceapi.fairpool import FairPool
 from instanceapi.metrics import Metrics
 from instanceapi.openstack.breaker import Breaker
+from instanceapi.shared import SharedAbsentCache
 from instanceapi.uuids import byte_swapped
+from instanceapi.verdict import Presence, Sighting, Verdict
 from tests.fakes import FakeCloud, not_found
 
 DEFAULTS = Settings(targets=(TargetSpec("cloud"),))
@@ -277,3 +279,16 @@ def test_the_bucket_refills_at_its_rate_and_never_past_its_size():
     assert sum(bucket.take() for _ in range(10)) == 3
     clock.now -= 50.0  # a clock that steps back takes nothing away, and gives nothing
     assert bucket.take() is False
+
+
+def test_absences_another_worker_confirmed_do_not_count_against_the_cap(cloud, tmp_path):
+    shared = SharedAbsentCache(tmp_path / "absent.sqlite3", 1000)
+    known = [twin_is_v4(False) for _ in range(DEFAULTS.bulk_max_live + 10)]
+    for uuid in known:
+        sighting = Sighting("c/R", "c", "R", uuid, Presence.ABSENT, "c/R: 404", rule="by-id")
+        shared.put(Verdict(uuid, Presence.ABSENT, (sighting,)))
+    checker = Checker([TargetChecker(cloud.target())], shared=shared)
+    fresh = [twin_is_v4(False) for _ in range(5)]
+    verdicts = checker.check_many(known + fresh)
+    assert [v.presence for v in verdicts] == [Presence.ABSENT] * len(known + fresh)
+    assert gets_of(cloud, known) == 0
