@@ -36,7 +36,9 @@ def demo(cloud: SimulatedCloud) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def service(cloud, demo, tmp_path_factory) -> Iterator[ServiceProcess]:
-    env = service_env(cloud, tmp_path_factory.mktemp("hostile"))
+    # NOTE: no Keystone pause: tests/test_regressions.py shares this service and
+    # switches Keystone faults on and off between two requests.
+    env = service_env(cloud, tmp_path_factory.mktemp("hostile"), INSTANCEAPI_KEYSTONE_PAUSE="0")
     with ServiceProcess(env, workers=2, ready_path="/readyz") as service:
         yield service
 
