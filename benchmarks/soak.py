@@ -352,7 +352,7 @@ def soak(duration: float, connections: int, workdir: Path) -> Result:
             "INSTANCEAPI_UPSTREAM_RATE": "10000",
             "INSTANCEAPI_UPSTREAM_BURST": "100000",
             "INSTANCEAPI_MAX_UPSTREAM_LOOKUPS": "32",
-            "INSTANCEAPI_KEYSTONE_PAUSE": "2",
+            "INSTANCEAPI_KEYSTONE_PAUSE": "0",
         }
         with ServiceProcess(env, workers=2, ready_path="/readyz") as service:
             run_wrk(service.url, script, workdir, WARMUP, connections)  # caches and indexes warm
