@@ -70,7 +70,7 @@ def test_the_unit_hands_every_secret_over_as_a_credential_and_dumps_no_core() ->
 
 def test_the_readme_never_makes_a_secret_readable_by_others() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("## Running under systemd", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("## Running in production", 1)[1].split("\n## ", 1)[0]
     installs = [line for line in section.splitlines() if line.startswith("install ")]
     assert installs
     for line in installs:
