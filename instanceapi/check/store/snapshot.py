@@ -53,7 +53,10 @@ class SnapshotUnreadable(Exception):
 
 def key_of(canonical: str) -> bytes:
     """Return the 16 bytes of a canonical (lower-case, hyphenated) UUID."""
-    key = bytes.fromhex(canonical.replace("-", ""))
+    try:
+        key = bytes.fromhex(canonical.replace("-", ""))
+    except ValueError:
+        key = b""
     if len(key) != 16:
         raise ValueError(f"not a UUID: {canonical!r}")
     return key

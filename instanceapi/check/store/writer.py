@@ -62,12 +62,12 @@ def publish_full(
 
     def fill(out: mmap.mmap, header: Header) -> None:
         status_at = IDS_AT + 16 * count
-        slot = ends  # reused: filled from each bucket's end, latest arrival first
+        slot = ends  # reused as each bucket's next free record: latest arrival first
         for i in range(count - 1, -1, -1):
             at = 16 * i
             number = ids[at] << 8 | ids[at + 1]
-            to = slot[number + 1] - 1
-            slot[number + 1] = to
+            to = slot[number]
+            slot[number] = to + 1
             out[IDS_AT + 16 * to : IDS_AT + 16 * to + 16] = ids[at : at + 16]
             out[status_at + to] = codes[i]
         out[TABLE_AT:IDS_AT] = table
