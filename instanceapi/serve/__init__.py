@@ -1,0 +1,1 @@
+"""How the service runs: Gunicorn plus one supervised refresher process per host."""
