@@ -6,7 +6,10 @@ The prime rule here: a snapshot that is missing, truncated or corrupt must be
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -268,3 +271,46 @@ def test_reader_threads_never_miss_a_listed_id_while_the_writer_publishes(path: 
     assert wrong == []
     assert all(count > 0 for count in lookups)
     assert view.header().generation == 41
+
+
+READER = """
+import json, sys
+from pathlib import Path
+from instanceapi.check.store.reader import IndexView
+path, stop = Path(sys.argv[1]), Path(sys.argv[2])
+stable, never = sys.argv[3].split(","), sys.argv[4].split(",")
+view = IndexView(path)
+wrong = rounds = 0
+print("reading", flush=True)
+while True:
+    last = stop.exists()
+    wrong += sum(view.lookup(u) != "ACTIVE" for u in stable)
+    wrong += sum(view.lookup(u) is not None for u in never)
+    rounds += 1
+    if last:
+        break
+print(json.dumps({"wrong": wrong, "rounds": rounds, "last": view.header().generation}))
+"""
+
+
+def test_a_reader_in_another_process_follows_each_publish_without_a_wrong_answer(
+    path: Path,
+) -> None:
+    stable = [new_id() for _ in range(100)]
+    never = [new_id() for _ in range(20)]
+    publish_full(path, [(u, "ACTIVE") for u in stable], listed_from=1.0, flags=0)
+    stop = path.with_name("stop")
+    argv = [sys.executable, "-c", READER, str(path), str(stop), ",".join(stable), ",".join(never)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as reader:
+        assert reader.stdout is not None
+        assert reader.stdout.readline() == "reading\n"
+        for generation in range(2, 32):
+            publish_changes(
+                path, {new_id(): "BUILD" for _ in range(50)}, listed_from=float(generation)
+            )
+        stop.touch()
+        out, _ = reader.communicate(timeout=60)
+    result = json.loads(out)
+    assert result["wrong"] == 0
+    assert result["rounds"] >= 1
+    assert result["last"] == 31  # it remapped to the newest file
