@@ -38,7 +38,10 @@ class IndexView:
         Raises SnapshotUnreadable when there is no valid snapshot: the caller must
         then answer without the index (never read that as "not listed").
         """
-        code = self.current().code(key_of(canonical))
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.superseded:
+            snapshot = self._reopen()
+        code = snapshot.code(key_of(canonical))
         if code is None:
             return None
         if code >= len(STATUSES):
