@@ -224,3 +224,21 @@ def test_an_invalid_refresher_module_stops_start_up_naming_the_setting() -> None
     )
     assert result.returncode != 0
     assert MODULE_ENV.encode() in result.stderr
+
+
+def test_a_refresher_that_cannot_be_started_is_logged_and_retried_with_backoff(
+    tmp_path: Path,
+) -> None:
+    now = [0.0]
+    log = Lines()
+    missing = str(tmp_path / "no-such-python")
+    supervisor = RefresherChild([missing, "-m", CHILD], log, clock=lambda: now[0])
+    attempts = []
+    for tick in range(8):  # 0.0 ... 3.5 s in steps of 0.5 s
+        now[0] = tick * 0.5
+        before = len(log.lines)
+        supervisor.tend()
+        attempts += [now[0]] * (len(log.lines) - before)
+    assert supervisor.current is None
+    assert attempts == [0.0, 1.0, 3.0]  # then 4 s later
+    assert all("could not be started" in line for line in log.lines)

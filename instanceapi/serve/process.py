@@ -19,7 +19,10 @@ from instanceapi.serve.child import LIFELINE_ENV, READY_ENV
 
 
 class ChildProcess:
-    """A spawned child with its pidfd, the master's lifeline end and the "ready" pipe."""
+    """A spawned child with its pidfd, the master's lifeline end and the "ready" pipe.
+
+    Raises OSError when it cannot be started (nothing is left behind then).
+    """
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str], started: float) -> None:
         lifeline_r, self._lifeline = os.pipe()
@@ -37,7 +40,14 @@ class ChildProcess:
             os.close(lifeline_r)
             os.close(ready_w)
         self.pid = self._popen.pid
-        self._pidfd = os.pidfd_open(self.pid)
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except OSError:  # no pidfd (Linux < 5.3): do not leave an untracked child
+            self._popen.kill()
+            self._popen.wait()
+            for fd in (self._lifeline, self._ready):
+                os.close(fd)
+            raise
         self.started = started
         self.ready = False
         self.exit: str | None = None  # how it ended, once known

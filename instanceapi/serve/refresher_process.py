@@ -74,6 +74,8 @@ class RefresherChild:
         due = now >= self._next_start and not self._stopping
         if self.current is None and self.pending is None and due:
             self.current = self._spawn(now)
+            if self.current is None:
+                self._schedule(now)
 
     def restart(self) -> None:
         """Replace the child by a new one (which reads the configuration afresh)."""
@@ -115,8 +117,12 @@ class RefresherChild:
         children = [c for c in (self.current, self.pending) if c is not None]
         return children + [c for c, _ in self._retiring]
 
-    def _spawn(self, now: float) -> ChildProcess:
-        child = ChildProcess(self.argv, os.environ, now)
+    def _spawn(self, now: float) -> ChildProcess | None:
+        try:
+            child = ChildProcess(self.argv, os.environ, now)
+        except OSError as ex:
+            self.log.error("refresher could not be started: %s", ex)
+            return None
         self.log.info("refresher started (pid %s)", child.pid)
         return child
 
@@ -129,10 +135,14 @@ class RefresherChild:
             child.exit,
             self._delay,
         )
-        self._next_start = now + self._delay
-        self._delay = min(self._delay * 2, self._policy.longest)
+        self._schedule(now)
         child.close()
         self.current = None
+
+    def _schedule(self, now: float) -> None:
+        """Start the next child after the current delay, and double the delay."""
+        self._next_start = now + self._delay
+        self._delay = min(self._delay * 2, self._policy.longest)
 
     def _tend_pending(self, now: float) -> None:
         new = self.pending

@@ -189,12 +189,12 @@ def _write(path: Path, header: Header, fill: Callable[[mmap.mmap, Header], None]
             with memoryview(out) as view, view[CRC_FROM:] as body:
                 crc = zlib.crc32(body)
             out[:TABLE_AT] = header.pack(crc)
-        _replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
     finally:
         os.close(fd)
+    _replace(tmp, path)
 
 
 def _replace(tmp: str, path: Path) -> None:
