@@ -49,7 +49,11 @@ def metric_total(text: str, name: str) -> float:
 
 
 def checks_per_worker(metrics_dir: Path) -> dict[str, float]:
-    """Read each worker's own counter file: checks it counted, by file (= by pid)."""
+    """Read each worker's own counter file: checks it counted, by file (= by pid).
+
+    NOTE: prometheus_client creates the file, then truncates it to its initial
+    size; a file read in between is empty (and not yet any worker's count).
+    """
     from prometheus_client.mmap_dict import MmapedDict
 
     return {
@@ -59,6 +63,7 @@ def checks_per_worker(metrics_dir: Path) -> dict[str, float]:
             if "instanceapi_checks_total" in key
         )
         for path in metrics_dir.glob("counter_*.db")
+        if path.stat().st_size >= 8
     }
 
 
