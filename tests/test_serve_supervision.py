@@ -20,7 +20,9 @@ import psutil
 import pytest
 import requests
 
+from instanceapi.config import Settings
 from instanceapi.serve.__main__ import MODULE_ENV, refresher_argv
+from instanceapi.serve.child import LIFELINE_ENV, READY_ENV
 from instanceapi.serve.refresher_process import Backoff, RefresherChild
 
 CHILD = "instanceapi.testing.supervision"
@@ -242,3 +244,32 @@ def test_a_refresher_that_cannot_be_started_is_logged_and_retried_with_backoff(
     assert supervisor.current is None
     assert attempts == [0.0, 1.0, 3.0]  # then 4 s later
     assert all("could not be started" in line for line in log.lines)
+
+
+def test_check_config_behaves_as_in_gunicorn_and_starts_no_refresher(tmp_path: Path) -> None:
+    log, conf = tmp_path / "child.log", tmp_path / "conf.py"
+    conf.write_text("workers = 1\n")
+    env = {**os.environ, MODULE_ENV: CHILD, "SUPERVISION_LOG": str(log)}
+    command = [sys.executable, "-m", "instanceapi.serve", "-c", str(conf), "--check-config"]
+    ok = subprocess.run(
+        [*command, f"{CHILD}:app"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    broken = subprocess.run(
+        [*command, f"{CHILD}:missing"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (ok.returncode, broken.returncode) == (0, 1)
+    assert not log.exists()
+
+
+def test_the_variables_the_master_adds_pass_the_service_settings() -> None:
+    # The refresher child reads its settings from the environment it is given.
+    env = {"INSTANCEAPI_CLOUDS": "demo", MODULE_ENV: CHILD, LIFELINE_ENV: "5", READY_ENV: "6"}
+    assert Settings.from_env(env).targets

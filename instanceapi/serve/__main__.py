@@ -1,7 +1,7 @@
 """``python -m instanceapi.serve [gunicorn options] [APP]``: Gunicorn plus the refresher child.
 
 Gunicorn's command line is unchanged (``-c``, ``--bind``, an app module ...).
-The child to supervise is the module named by ``INSTANCEAPI_REFRESHER_MODULE``
+The child to supervise is the module named by ``IAPI_SERVE_REFRESHER``
 (run as ``python -m <module>``); unset, this is plain Gunicorn.
 """
 
@@ -16,7 +16,8 @@ from gunicorn.app.wsgiapp import WSGIApplication
 
 from instanceapi.serve.arbiter import SupervisingArbiter
 
-MODULE_ENV = "INSTANCEAPI_REFRESHER_MODULE"
+#: Not INSTANCEAPI_*: the service's settings reject unknown INSTANCEAPI_ variables.
+MODULE_ENV = "IAPI_SERVE_REFRESHER"
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 

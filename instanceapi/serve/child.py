@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import select
 
-LIFELINE_ENV = "INSTANCEAPI_LIFELINE_FD"
-READY_ENV = "INSTANCEAPI_READY_FD"
+# NOTE: not INSTANCEAPI_*: Settings.from_env rejects unknown INSTANCEAPI_ variables,
+# and the refresher child reads its settings from this same environment.
+LIFELINE_ENV = "IAPI_SERVE_LIFELINE_FD"
+READY_ENV = "IAPI_SERVE_READY_FD"
 
 
 def announce_ready() -> None:
