@@ -43,38 +43,16 @@ def publish_full(
     counting sort places them in their bucket. A listed id appearing twice keeps
     its last status (placed first in its bucket, where lookups find it first).
     """
-    ids, codes = bytearray(), bytearray()
-    deleted: dict[bytes, float] = {}
-    for server_id, status in records:
-        key = key_of(server_id)
-        code = code_of(status)
-        ids += key
-        codes.append(code)
-        if code == DELETED_CODE:
-            deleted.setdefault(key, listed_from)
-    count = len(codes)
-    ends = array("I", bytes(4 * (BUCKETS + 1)))  # ends[b + 1]: records in buckets <= b
-    for at in range(0, 16 * count, 16):
-        ends[(ids[at] << 8 | ids[at + 1]) + 1] += 1
-    for number in range(BUCKETS):
-        ends[number + 1] += ends[number]
-    table = TABLE.pack(*ends)
+    ids, codes, deleted = _collect(records, listed_from)
+    starts = _bucket_starts(ids)
+    table = TABLE.pack(*starts)
 
     def fill(out: mmap.mmap, header: Header) -> None:
-        status_at = IDS_AT + 16 * count
-        slot = ends  # reused as each bucket's next free record: latest arrival first
-        for i in range(count - 1, -1, -1):
-            at = 16 * i
-            number = ids[at] << 8 | ids[at + 1]
-            to = slot[number]
-            slot[number] = to + 1
-            out[IDS_AT + 16 * to : IDS_AT + 16 * to + 16] = ids[at : at + 16]
-            out[status_at + to] = codes[i]
+        _place(out, ids, codes, starts)
         out[TABLE_AT:IDS_AT] = table
         _put_deleted(out, header, deleted)
 
-    generation = _generation_after(path)
-    header = Header(count, generation, listed_from, flags, len(deleted))
+    header = Header(len(codes), _generation_after(path), listed_from, flags, len(deleted))
     _write(path, header, fill)
     return header
 
@@ -106,18 +84,7 @@ def publish_changes(
     new_table = _shifted(old_table, merged)
 
     def fill(out: mmap.mmap, header: Header) -> None:
-        status_at = IDS_AT + 16 * header.count
-        copied = 0  # first bucket not yet written
-        for number in sorted(merged):
-            _copy_run(
-                out, current, status_at, old_table[copied], old_table[number], new_table[copied]
-            )
-            to = new_table[number]
-            for offset, (key, code) in enumerate(sorted(merged[number].items())):
-                out[IDS_AT + 16 * (to + offset) : IDS_AT + 16 * (to + offset + 1)] = key
-                out[status_at + to + offset] = code
-            copied = number + 1
-        _copy_run(out, current, status_at, old_table[copied], old.count, new_table[copied])
+        _splice(out, current, (old_table, new_table), merged, IDS_AT + 16 * header.count)
         out[TABLE_AT:IDS_AT] = TABLE.pack(*new_table)
         _put_deleted(out, header, deleted)
 
@@ -125,6 +92,65 @@ def publish_changes(
     header = Header(new_table[BUCKETS], old.generation + 1, listed_from, flags, len(deleted))
     _write(path, header, fill)
     return header
+
+
+def _collect(
+    records: Iterable[tuple[str, str]], listed_from: float
+) -> tuple[bytearray, bytearray, dict[bytes, float]]:
+    """Return the ids (16 bytes each) and status codes in arrival order, and the deletions."""
+    ids, codes = bytearray(), bytearray()
+    deleted: dict[bytes, float] = {}
+    for server_id, status in records:
+        key = key_of(server_id)
+        code = code_of(status)
+        ids += key
+        codes.append(code)
+        if code == DELETED_CODE:
+            deleted.setdefault(key, listed_from)
+    return ids, codes, deleted
+
+
+def _bucket_starts(ids: bytearray) -> array[int]:
+    """Return the first record of each bucket (and the count last), by counting."""
+    starts = array("I", bytes(4 * (BUCKETS + 1)))  # starts[b + 1] counts bucket b first
+    for at in range(0, len(ids), 16):
+        starts[(ids[at] << 8 | ids[at + 1]) + 1] += 1
+    for number in range(BUCKETS):
+        starts[number + 1] += starts[number]
+    return starts
+
+
+def _place(out: mmap.mmap, ids: bytearray, codes: bytearray, starts: array[int]) -> None:
+    """Write each record into its bucket, latest arrival first (consumes `starts`)."""
+    status_at = IDS_AT + len(ids)
+    for i in range(len(codes) - 1, -1, -1):
+        at = 16 * i
+        number = ids[at] << 8 | ids[at + 1]
+        to = starts[number]
+        starts[number] = to + 1
+        out[IDS_AT + 16 * to : IDS_AT + 16 * to + 16] = ids[at : at + 16]
+        out[status_at + to] = codes[i]
+
+
+def _splice(
+    out: mmap.mmap,
+    current: Snapshot,
+    tables: tuple[tuple[int, ...], list[int]],
+    merged: dict[int, dict[bytes, int]],
+    status_at: int,
+) -> None:
+    """Write the new records: unchanged runs copied from `current`, changed buckets rebuilt."""
+    old_table, new_table = tables
+    copied = 0  # first bucket not yet written
+    for number in sorted(merged):
+        lo, hi = old_table[copied], old_table[number]
+        _copy_run(out, current, status_at, lo, hi, new_table[copied])
+        to = new_table[number]
+        for offset, (key, code) in enumerate(sorted(merged[number].items())):
+            out[IDS_AT + 16 * (to + offset) : IDS_AT + 16 * (to + offset + 1)] = key
+            out[status_at + to + offset] = code
+        copied = number + 1
+    _copy_run(out, current, status_at, old_table[copied], old_table[BUCKETS], new_table[copied])
 
 
 def _merge(
