@@ -200,6 +200,19 @@ def test_a_damaged_snapshot_is_unreadable_never_not_listed(path: Path, damage: s
             view.lookup(canonical)
 
 
+@pytest.mark.parametrize("at", [9, 10, 11])
+def test_damage_in_the_header_padding_changes_no_answer(path: Path, at: int) -> None:
+    # Found by the property test: the only bytes outside the checksum besides
+    # `superseded` are padding that nothing reads.
+    listed = new_id()
+    publish_full(path, [(listed, "PAUSED")], listed_from=1.0, flags=0)
+    raw = bytearray(path.read_bytes())
+    raw[at] ^= 0xFF
+    path.write_bytes(raw)
+    view = IndexView(path)
+    assert (view.lookup(listed), view.lookup(new_id())) == ("PAUSED", None)
+
+
 def test_a_missing_snapshot_is_unreadable(path: Path) -> None:
     with pytest.raises(SnapshotUnreadable):
         IndexView(path).lookup(new_id())

@@ -70,9 +70,10 @@ def test_a_damaged_byte_never_makes_a_listed_id_unlisted(
             raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
         path.write_bytes(raw)
         view = IndexView(path)
-        for u in first:
+        for u, status in first.items():
             try:
                 answer = view.lookup(u)
             except SnapshotUnreadable:
                 continue
-            raise AssertionError(f"a damaged file answered {answer!r}")
+            # Only bytes nothing reads (the header's padding) may be damaged unnoticed.
+            assert answer == expected(status)
