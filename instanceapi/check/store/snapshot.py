@@ -16,7 +16,6 @@ ever written after publication is ``superseded`` (before the crc field).
 from __future__ import annotations
 
 import mmap
-import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -91,10 +90,9 @@ class Header:
 class Snapshot:
     """One mapped snapshot file, verified when opened; immutable apart from `superseded`."""
 
-    def __init__(self, mm: mmap.mmap, header: Header, identity: tuple[int, int]) -> None:
+    def __init__(self, mm: mmap.mmap, header: Header) -> None:
         self._mm = mm
         self.header = header
-        self.identity = identity  # (st_dev, st_ino) of the file mapped
         self._status_at = IDS_AT + 16 * header.count
         self._deleted_at = self._status_at + header.count
 
@@ -103,12 +101,10 @@ class Snapshot:
         """Map and verify `path`; raise SnapshotUnreadable on any doubt."""
         try:
             with open(path, "rb") as f:
-                stat = os.fstat(f.fileno())
                 mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as ex:  # ValueError: an empty file cannot be mapped
             raise SnapshotUnreadable(f"{path.name}: {ex}") from ex
-        header = verify(mm, path.name)
-        return cls(mm, header, (stat.st_dev, stat.st_ino))
+        return cls(mm, verify(mm, path.name))
 
     @property
     def superseded(self) -> bool:
