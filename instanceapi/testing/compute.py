@@ -170,13 +170,17 @@ class Region:
         return purged
 
     def is_down(self, server: FakeServer, hidden_cell: str | None) -> bool:
-        """True when the server's cell cannot be reached."""
+        """True when the server's cell cannot be reached (a build request has no cell yet)."""
+        if server.stage == "unscheduled":
+            return False
         return server.cell in self.down_cells or server.cell == hidden_cell
 
-    def matcher(
-        self, q: ListQuery, hidden_cell: str | None, show_down: bool
-    ) -> Callable[[FakeServer], bool]:
-        """Predicate selecting the servers a listing returns."""
+    def matcher(self, q: ListQuery, hidden_cell: str | None) -> Callable[[FakeServer], bool]:
+        """Predicate selecting the servers a listing returns from the cells that answer.
+
+        Servers of unreachable cells are skipped silently (Nova 34 with the
+        default ``list_records_by_skipping_down_cells``); see ``down_records``.
+        """
 
         def match(s: FakeServer) -> bool:
             if q.projects is not None and s.project_id not in q.projects:
@@ -184,11 +188,24 @@ class Region:
             if q.uuid is not None and s.id != q.uuid:
                 return False
             if self.is_down(s, hidden_cell):
-                # Only the API database's instance mappings are readable.
-                return show_down and not s.deleted
+                return False
             return _state_matches(s, q)
 
         return match
+
+    def down_records(self, projects: frozenset[str] | None, limit: int) -> list[FakeServer]:
+        """Servers of down cells an unfiltered listing shows first (>= 2.69), up to ``limit``.
+
+        Only the API database's instance mappings are readable: not deleted ones.
+        """
+        out: list[FakeServer] = []
+        for server in reversed(self.order):
+            if len(out) >= limit:
+                break
+            if self.is_down(server, None) and not server.deleted:
+                if projects is None or server.project_id in projects:
+                    out.append(server)
+        return out
 
     def page(
         self,
@@ -230,10 +247,20 @@ def _state_matches(s: FakeServer, q: ListQuery) -> bool:
         return False
     if q.mode == "deleted" and s.status not in HIDDEN_FROM_DEFAULT:
         return False
+    if s.stage == "unscheduled":
+        # A build request: changes-since/before do not apply to it (Nova's
+        # BuildRequestList.get_by_filters ignores them; updated_at is not set yet).
+        return q.mode != "deleted" and _plain_matches(s, q)
+    if s.stage == "unlisted" and q.mode == "changes":
+        return False  # in its cell, never updated: updated_at is NULL
     if q.since is not None and s.updated_at < q.since:
         return False
     if q.before is not None and s.updated_at > q.before:
         return False
+    return _plain_matches(s, q)
+
+
+def _plain_matches(s: FakeServer, q: ListQuery) -> bool:
     if q.statuses is not None and s.status not in q.statuses:
         return False
     return q.name is None or bool(q.name.search(s.name))

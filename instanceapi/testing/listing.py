@@ -139,11 +139,19 @@ def list_servers(
     if query is None:
         return 200, {"servers": []}, 0
     marker = _last(params, "marker")
-    show_down = ctx.version >= (2, 69)
+    # Only a listing with no parameter but all_tenants shows down cells' servers
+    # (from 2.69, as UNKNOWN records, first); every other one skips them.
+    unfiltered = set(params) <= {"all_tenants"} and ctx.version >= (2, 69)
     with state.lock:
-        match = region.matcher(query, fault.hide_cell, show_down)
+        if region.down_cells and not (unfiltered or state.config.skip_down_cells):
+            return 500, views.fault_body(500), 0  # list_records_by_skipping_down_cells=False
+        if marker is not None and marker in region.servers:
+            if region.is_down(region.servers[marker], fault.hide_cell):
+                return 500, views.fault_body(500), 0  # the marker's cell cannot be read
+        match = region.matcher(query, fault.hide_cell)
+        down_page = region.down_records(query.projects, limit) if unfiltered else []
         try:
-            page = region.page(match, limit, marker)
+            page = down_page + region.page(match, limit - len(down_page), marker)
         except MarkerNotFound:
             return 400, views.fault_body(400, f"marker [{marker}] not found"), 0
         if fault.fail_page is not None:

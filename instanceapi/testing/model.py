@@ -52,6 +52,11 @@ class FakeServer:
     launched_at: dt.datetime | None = None
     flavor: str = "m1.small"
     image_id: str = ""
+    #: Where a new server is in its build (shared facts, "servers being built"):
+    #: "unscheduled" (a build request: 200 by id even to a reader of another project
+    #: with a listing override), "unlisted" (in its cell, never updated yet: missing
+    #: from changes-since listings), None (built).
+    stage: str | None = None
 
     @property
     def deleted(self) -> bool:

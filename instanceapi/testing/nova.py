@@ -8,6 +8,7 @@ from instanceapi.testing import nova_views as views
 from instanceapi.testing.compute import Region, parse_version
 from instanceapi.testing.httpd import App, Request, Response
 from instanceapi.testing.listing import list_servers
+from instanceapi.testing.model import FakeServer
 from instanceapi.testing.rules import rule_allows
 from instanceapi.testing.state import CloudState, guarded, keystone_error, request_id_headers
 
@@ -176,21 +177,28 @@ class NovaApp:
         hidden = self.state.fault("nova", self.region_name).hide_cell
         with self.state.lock:
             server = self.region.servers.get(server_id)
-            if (
-                server is None
-                or server.deleted
-                or (not ctx.is_admin and server.project_id != ctx.project_id)
-            ):
-                message = f"Instance {server_id} could not be found."
-                return Response(404, views.fault_body(404, message)), 0
-            down = self.region.is_down(server, hidden)
-            server = server.copy()
-        if down and ctx.version < (2, 69):
-            return Response(500, views.fault_body(500)), 0
-        if down:
-            return Response(200, {"server": views.down_detail(server, self.url)}), 1
+            down = server is not None and self.region.is_down(server, hidden)
+            server = server.copy() if server is not None else None
+        if server is not None and down:
+            return self._show_down(server, ctx)
+        own = server is not None and (ctx.is_admin or server.project_id == ctx.project_id)
+        # A build request answers even a reader of another project with a listing
+        # override (observed on Nova 34); once in its cell, Nova scopes the lookup.
+        building = server is not None and server.stage == "unscheduled" and ctx.list_all
+        if server is None or server.deleted or not (own or building):
+            message = f"Instance {server_id} could not be found."
+            return Response(404, views.fault_body(404, message)), 0
         body = views.detail(server, self.url, ctx.version, is_admin=ctx.is_admin)
         return Response(200, {"server": body}), 1
+
+    def _show_down(self, server: FakeServer, ctx: Context) -> tuple[Response, int]:
+        """A server of an unreachable cell, deleted or not (shared facts, "a cell that is down")."""
+        if ctx.version < (2, 69):
+            return Response(500, views.fault_body(500)), 0
+        if not (ctx.is_admin or ctx.list_all or server.project_id == ctx.project_id):
+            message = "Policy doesn't allow os_compute_api:servers:show to be performed."
+            return Response(403, views.fault_body(403, message)), 0
+        return Response(200, {"server": views.down_detail(server, self.url)}), 1
 
 
 def make_app(state: CloudState, region: str) -> App:

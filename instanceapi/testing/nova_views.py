@@ -55,7 +55,8 @@ def down_summary(server: FakeServer, nova_url: str) -> dict[str, object]:
 
 
 def down_detail(server: FakeServer, nova_url: str) -> dict[str, object]:
-    """Show / detail record for a server in an unreachable cell (>= 2.69)."""
+    """Show / detail record for a server in an unreachable cell (>= 2.69): no name, no vm_state."""
+    root = nova_url.rsplit("/v2.1", 1)[0]
     return {
         "id": server.id,
         "status": "UNKNOWN",
@@ -63,6 +64,13 @@ def down_detail(server: FakeServer, nova_url: str) -> dict[str, object]:
         "user_id": server.user_id,
         "created": nova_time(server.created_at),
         "links": links(nova_url, server.id),
+        "image": {
+            "id": server.image_id,
+            "links": [{"rel": "bookmark", "href": f"{root}/images/{server.image_id}"}],
+        },
+        "flavor": _flavor(server, nova_url, (2, 69)),
+        "OS-EXT-AZ:availability_zone": "UNKNOWN",
+        "OS-EXT-STS:power_state": 0,
     }
 
 

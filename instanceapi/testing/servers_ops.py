@@ -35,8 +35,15 @@ class ComputeOps:
         server_id: str | None = None,
         name: str | None = None,
         cell: str = "cell1",
+        stage: str | None = None,
     ) -> FakeServer:
-        """Create a server; return a snapshot of it."""
+        """Create a server; return a snapshot of it.
+
+        ``stage="unscheduled"`` or ``"unlisted"`` creates it still being built
+        (status BUILD; see FakeServer.stage); ``advance_build`` moves it on.
+        """
+        if stage not in (None, "unscheduled", "unlisted"):
+            raise ValueError(f"unknown build stage {stage!r}")
         state = self._state
         with state.lock:
             reg = state.region(self._region_name(region))
@@ -53,6 +60,9 @@ class ComputeOps:
                 cell=cell,
                 now=state.clock.now(),
             )
+            if stage is not None:
+                apply_status(server, "BUILD", server.created_at)
+                server.stage = stage
             state.taken_ids.add(sid)
             return server.copy()
 
@@ -89,6 +99,21 @@ class ComputeOps:
             _, server = self._find(server_id, region)
             apply_status(server, status, self._state.clock.now())
             return server.copy()
+
+    def advance_build(self, server_id: str, region: str | None = None) -> FakeServer:
+        """Move a server being built on: unscheduled -> unlisted -> ACTIVE (updated now)."""
+        with self._state.lock:
+            _, server = self._find(server_id, region)
+            if server.stage == "unscheduled":
+                server.stage = "unlisted"
+            elif server.stage == "unlisted":
+                server.stage = None
+                apply_status(server, "ACTIVE", self._state.clock.now())
+            return server.copy()
+
+    def skip_down_cells(self, skip: bool = True) -> None:
+        """Set Nova's ``[api] list_records_by_skipping_down_cells`` (False: 500 instead)."""
+        self._state.config.skip_down_cells = skip
 
     def delete_server(self, server_id: str, region: str | None = None) -> None:
         """Delete a server outright (GET answers 404 from now on)."""

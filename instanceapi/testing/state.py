@@ -24,6 +24,9 @@ class Config:
     token_ttl: float = 3600.0
     nova_latency: float = 0.0
     per_server_latency: float = 0.0
+    #: Nova's ``[api] list_records_by_skipping_down_cells`` (default True); False makes
+    #: every listing that would skip a down cell answer 500.
+    skip_down_cells: bool = True
 
 
 class CloudState:
