@@ -76,6 +76,10 @@ class FakeListing:
         """Never used by the index."""
         return None
 
+    def unfiltered_page(self, *, detail: bool) -> list[dict[str, Any]]:
+        """No cell is down here."""
+        return []
+
     def identity(self) -> Identity:
         """Never used by the index."""
         return Identity("bench", frozenset())

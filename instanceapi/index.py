@@ -9,6 +9,7 @@ swaps it in whole, and a refresh that fails leaves the last good table.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -44,6 +45,8 @@ class IndexState:
     full_since: str | None = None  # the changes-since of the last full sync
     #: Nova's clock minus ours, measured as the newest listing ended (None: unknown).
     nova_offset: float | None = None
+    #: Why a listing of this table may have skipped servers (a cell down), None if none.
+    incomplete: str | None = None
 
 
 class ServerIndex:
@@ -74,6 +77,11 @@ class ServerIndex:
         """Return when a changes-since listing reported this server DELETED, if it did."""
         return self._state.deleted_seen.get(uuid)
 
+    @property
+    def incomplete(self) -> str | None:
+        """Return why the table may lack servers (an unreachable cell), None if it may not."""
+        return self._state.incomplete
+
     def age(self) -> float | None:
         """Return seconds since the newest successful listing started, None if none has."""
         synced = self._state.synced_from
@@ -100,20 +108,29 @@ class ServerIndex:
                 self._refresh_locked(full_since)
             return self._state.statuses.get(uuid)
 
-    def refresh(self, *, full_since: str | None) -> None:
-        """Bring the table up to date (full or incremental); raise UpstreamError on failure."""
-        with self._lock:
-            self._refresh_locked(full_since)
+    def refresh(self, *, full_since: str | None, check_cells: bool = False) -> None:
+        """Bring the table up to date (full or incremental); raise UpstreamError on failure.
 
-    def _refresh_locked(self, full_since: str | None) -> None:
+        With `check_cells`, first ask Nova's unfiltered listing whether a cell is
+        down: then every listing skips its servers silently, and the table is
+        marked incomplete until a full listing is read with every cell answering.
+        """
+        with self._lock:
+            self._refresh_locked(full_since, check_cells=check_cells)
+
+    def _refresh_locked(self, full_since: str | None, *, check_cells: bool = False) -> None:
         state, started = self._state, self._clock()
-        full = (
-            state.full_from is None
-            or state.full_since != full_since
-            or started - state.full_from >= self._resync_interval
-        )
         try:
-            self._state = self._read(state, started, full, full_since)
+            down = self._down_cell_servers() if check_cells else None
+            full = (
+                state.full_from is None
+                or state.full_since != full_since
+                or started - state.full_from >= self._resync_interval
+                # The cells answer again: what they hid is read now, not at the next resync.
+                or (state.incomplete is not None and down == 0)
+            )
+            fresh = self._read(state, started, full, full_since)
+            self._state = dataclasses.replace(fresh, incomplete=_incomplete(state, full, down))
         except UpstreamError as ex:
             self.failures += 1
             self.last_error = ex.reason
@@ -148,10 +165,32 @@ class ServerIndex:
             self._nova_offset(state.nova_offset),
         )
 
+    def _down_cell_servers(self) -> int | None:
+        """Return how many servers Nova lists as UNKNOWN (cell down); None below 2.69."""
+        if not lists_unreachable_cells(self.target.microversion()):
+            return None  # below 2.69 even the unfiltered listing omits them
+        page = self.target.unfiltered_page(detail=False)
+        return sum(1 for server in page if server.get("status") == UNKNOWN)
+
     def _nova_offset(self, previous: float | None) -> float | None:
         """Return Nova's clock minus ours, from the Date of the answer just read."""
         nova = self.target.nova_time()
         return previous if nova is None else nova - self._clock()
+
+
+def _incomplete(previous: IndexState, full: bool, down: int | None) -> str | None:
+    """Return why the table just read may lack servers, None if nothing says so."""
+    if down:
+        return f"a cell is unreachable: Nova lists {down} server(s) as UNKNOWN and skips them"
+    if full and down == 0:
+        return None
+    return previous.incomplete
+
+
+def lists_unreachable_cells(microversion: str) -> bool:
+    """Return True if listings at this microversion show servers of down cells (2.69+)."""
+    major, _, minor = microversion.partition(".")
+    return (int(major), int(minor or 0)) >= (2, 69)
 
 
 def window_start(last_listing: float, nova_offset: float | None) -> float:

@@ -63,6 +63,14 @@ class Metrics:
             multiprocess_mode="min",
             registry=r,
         )
+        self.index_complete = Gauge(
+            "instanceapi_index_complete",
+            "1 when the index's listings cannot have skipped a cell, 0 while Nova lists "
+            "servers of an unreachable cell as UNKNOWN (lowest of the live workers).",
+            ["target"],
+            multiprocess_mode="livemin",
+            registry=r,
+        )
         self.refresh_failures = Counter(
             "instanceapi_index_refresh_failures_total",
             "Index refreshes that failed.",

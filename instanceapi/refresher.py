@@ -88,6 +88,9 @@ class Refresher:
         if self._metrics:
             self._metrics.index_size.labels(name).set(len(target.index))
             self._metrics.index_success.labels(name).set(time.time())
+            self._metrics.index_complete.labels(name).set(0 if target.index.incomplete else 1)
+        if target.index.incomplete:
+            log.warning("%s: index is incomplete: %s", name, target.index.incomplete)
         log.debug(
             "%s: index refreshed: %d servers in %.2fs",
             target.target.name,

@@ -11,7 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from instanceapi.index import DELETED, EVERYTHING, UNKNOWN, ServerIndex
+from instanceapi.index import (
+    DELETED,
+    EVERYTHING,
+    UNKNOWN,
+    ServerIndex,
+)
+from instanceapi.index import lists_unreachable_cells as lists_unreachable_cells
 from instanceapi.openstack import Compute, UpstreamError
 from instanceapi.verdict import Presence, Sighting
 from instanceapi.visibility import Rule, VisibilityTracker
@@ -67,6 +73,8 @@ class TargetChecker:
             return f"cannot prove absence: {visibility.reason}"
         if self.index.age() is not None and not self.index_is_fresh():
             return f"index is stale ({self.index.age():.0f}s old): {self.index.last_error}"
+        if self.index.incomplete:
+            return f"index is incomplete: {self.index.incomplete}"
         return None
 
     def index_is_fresh(self) -> bool:
@@ -76,7 +84,7 @@ class TargetChecker:
 
     def refresh_index(self) -> None:
         """Refresh the index in the way the current absence rule needs (raises UpstreamError)."""
-        self.index.refresh(full_since=self._full_since())
+        self.index.refresh(full_since=self._full_since(), check_cells=True)
 
     def _full_since(self) -> str | None:
         # The listing rule must see soft-deleted servers; the default listing hides them.
@@ -138,14 +146,26 @@ class TargetChecker:
         return f"; a changes-since listing at {stamp} reported it DELETED"
 
     def _from_listing(self, uuid: str, status: str | None) -> Sighting:
-        if status is None or status == DELETED:
-            what = "lists it as DELETED" if status else "does not list it"
+        if status == DELETED:
             return self._seen(
                 uuid,
                 Presence.ABSENT,
-                f"Nova answered 404, and the all-project listing read after the question {what}",
+                "Nova answered 404, and the all-project listing read after the question "
+                "reports it DELETED",
                 status=status,
                 rule="listing",
+            )
+        if status is None:
+            # NOTE: never absence from an omission. Every listing that pages skips
+            # servers of an unreachable cell silently, and changes-since listings
+            # miss a server being built for a moment (shared facts).
+            return self._seen(
+                uuid,
+                Presence.UNKNOWN,
+                "Nova answered 404 and the all-project listing does not show it, but a "
+                "listing can silently leave out servers of an unreachable cell or still "
+                "being built: without the admin role only a DELETED record proves absence "
+                "(see the README, Least privilege)",
             )
         if status == UNKNOWN:
             return self._seen(
@@ -207,9 +227,3 @@ class TargetChecker:
             rule=rule,
             failed=failed,
         )
-
-
-def lists_unreachable_cells(microversion: str) -> bool:
-    """Return True if listings at this microversion show servers of down cells (2.69+)."""
-    major, _, minor = microversion.partition(".")
-    return (int(major), int(minor or 0)) >= (2, 69)

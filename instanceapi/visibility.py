@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from instanceapi.openstack import Compute, Identity, UpstreamError
 
 log = logging.getLogger(__name__)
-PROBE_PAGE = 100
+#: Other projects' servers tried by one probe before it gives up (retried later).
+PROBE_TRIES = 3
 RETRY_AFTER_FAILURE = 30.0
+NOT_BUILT = frozenset({"BUILD", "UNKNOWN"})
 
 
 class Rule(enum.Enum):
@@ -50,7 +52,8 @@ def probe(target: Compute, now: float) -> Visibility:
 
 def _rule_for(target: Compute, me: Identity, now: float) -> Visibility:
     try:
-        page = next(target.list_servers(page_limit=PROBE_PAGE, max_pages=1), [])
+        # Unfiltered: the one listing that does not silently skip a down cell.
+        page = target.unfiltered_page(detail=True)
     except UpstreamError as ex:
         if ex.status == 403:
             return Visibility(
@@ -60,31 +63,17 @@ def _rule_for(target: Compute, me: Identity, now: float) -> Visibility:
                 now,
             )
         raise
-    other = next(
-        (
-            s
-            for s in page
-            if s.get("tenant_id") not in (None, me.project_id) and s.get("status") != "UNKNOWN"
-        ),
-        None,
-    )
-    if other is not None:
-        # NOTE: the probe's server id and project go to the log, never into a
-        # reason: reasons reach clients, and these are another project's.
-        seen = target.show(str(other["id"])) is not None
-        log.info(
-            "%s: visibility probe: GET of server %s of project %s answered %s",
+    others = [s for s in page if s.get("tenant_id") not in (None, me.project_id) and _built(s)]
+    for other in others[:PROBE_TRIES]:
+        found = _probe_with(target, str(other["id"]), now)
+        if found is not None:
+            return found
+    if others:
+        # Every server tried answered UNKNOWN (its cell went down) or still building.
+        raise UpstreamError(
             target.name,
-            other["id"],
-            other.get("tenant_id"),
-            200 if seen else 404,
-        )
-        if seen:
-            return Visibility(Rule.BY_ID, "GET of another project's server answered 200", now)
-        return Visibility(
-            Rule.LISTING,
-            "the credentials list all projects but GET of another project's server answered 404",
-            now,
+            "visibility probe inconclusive: no built server of another project "
+            "answered GET /servers/{id} with its full record",
         )
     if "admin" in me.roles:
         return Visibility(
@@ -96,6 +85,49 @@ def _rule_for(target: Compute, me: Identity, now: float) -> Visibility:
     return Visibility(
         Rule.LISTING, "no server of another project to probe with and no admin role", now
     )
+
+
+def _probe_with(target: Compute, server_id: str, now: float) -> Visibility | None:
+    """Return the rule a GET of another project's built server proves, None if it proves none.
+
+    NOTE: the probe's server id goes to the log, never into a reason: reasons
+    reach clients, and it is another project's.
+    """
+    shown = target.show(server_id)
+    if shown is None:
+        log.info("%s: visibility probe: GET of server %s answered 404", target.name, server_id)
+        return Visibility(
+            Rule.LISTING,
+            "the credentials list all projects but GET of another project's server "
+            "(built) answered 404",
+            now,
+        )
+    if str(shown.get("id", "")).lower() != server_id.lower() or not _built(shown, full=True):
+        log.info(
+            "%s: visibility probe: server %s answered %s, not its full record: no proof",
+            target.name,
+            server_id,
+            shown.get("status"),
+        )
+        return None
+    log.info("%s: visibility probe: GET of server %s answered 200", target.name, server_id)
+    return Visibility(
+        Rule.BY_ID,
+        "GET of another project's server answered 200 (built, with its full record)",
+        now,
+    )
+
+
+def _built(server: dict[str, object], *, full: bool = False) -> bool:
+    """Return True for a server past building, shown in full (not a down cell's UNKNOWN stub).
+
+    NOTE: a server still being built answers GET even to a reader of another
+    project until it is scheduled to a cell, and a down cell's server answers
+    200 UNKNOWN to that reader: neither proves that other projects are visible.
+    """
+    if server.get("status") in NOT_BUILT or server.get("OS-EXT-STS:vm_state") == "building":
+        return False
+    return not full or ("name" in server and "OS-EXT-STS:vm_state" in server)
 
 
 class VisibilityTracker:

@@ -65,6 +65,8 @@ class FakeCloud:
     max_microversion: str = "2.96"
     page_size: int = 1000
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Ids of servers whose cell is down (shared facts, "a cell that is down").
+    down: set[str] = field(default_factory=set)
     token_lifetime: dt.timedelta = dt.timedelta(hours=1)
 
     def __post_init__(self) -> None:
@@ -81,6 +83,9 @@ class FakeCloud:
         self.mocker.get(self.compute_url, json=self._version)
         self.mocker.get(
             re.compile(re.escape(self.compute_url) + r"/servers/detail"), json=self._listing
+        )
+        self.mocker.get(
+            re.compile(re.escape(self.compute_url) + r"/servers(\?|$)"), json=self._listing
         )
         self.mocker.get(
             re.compile(re.escape(self.compute_url) + r"/servers/(?!detail)[^/?]+$"), json=self._show
@@ -176,11 +181,19 @@ class FakeCloud:
         context.headers["Date"] = email.utils.formatdate(usegmt=True)
         server_id = urlparse(request.url).path.rsplit("/", 1)[-1]
         server = self.servers.get(server_id)
+        if server is not None and server_id in self.down and (self.is_admin or self.can_list_all):
+            return {"server": self._unknown(server)}
         visible = server and (self.is_admin or server["tenant_id"] == self.project_id)
         if not visible or server["status"] == "DELETED":  # type: ignore[index]
             context.status_code = 404
             return not_found(server_id)
         return {"server": server}
+
+    @staticmethod
+    def _unknown(server: dict[str, Any]) -> dict[str, Any]:
+        """Return a down cell's minimal record of a server."""
+        keep = ("id", "tenant_id", "links")
+        return {"status": "UNKNOWN", **{k: v for k, v in server.items() if k in keep}}
 
     def _listing(self, request: Any, context: Any) -> dict[str, Any]:
         context.headers["Date"] = email.utils.formatdate(usegmt=True)
@@ -190,10 +203,13 @@ class FakeCloud:
             context.status_code = 403
             return FORBIDDEN
         since = query.get("changes-since")
-        rows = [
+        unfiltered = set(query) <= {"all_tenants"}
+        stubs = [self._unknown(self.servers[i]) for i in self.down] if unfiltered else []
+        rows = stubs + [
             s
             for s in self.servers.values()
-            if (since or s["status"] not in ("DELETED", "SOFT_DELETED"))
+            if s["id"] not in self.down
+            and (since or s["status"] not in ("DELETED", "SOFT_DELETED"))
             and (query.get("all_tenants") or s["tenant_id"] == self.project_id)
             and (
                 not since

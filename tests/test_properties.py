@@ -237,6 +237,10 @@ class ScriptedCompute:
     def list_servers(self, **_: Any) -> Iterator[list[dict[str, Any]]]:
         yield []
 
+    def unfiltered_page(self, *, detail: bool) -> list[dict[str, Any]]:
+        """No cell is down here."""
+        return []
+
     def identity(self) -> Identity:
         return Identity(project_id="admin-project", roles=frozenset({"admin"}))
 

@@ -1,4 +1,4 @@
-"""The simulated Nova's down cells and servers being built, as shared/upstream-facts.md records them."""
+"""The simulated Nova's down cells and servers being built, as the shared upstream facts say."""
 
 from __future__ import annotations
 

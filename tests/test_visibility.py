@@ -57,10 +57,11 @@ def test_reader_with_listing_override_decides_by_listing(requests_mock):
     assert present.status_code == 200
     assert present.json["rule"] == "listing"
 
-    absent = client.simulate_get(f"/check/{new_uuid()}")
+    gone = cloud.add("DELETED", project_id=OTHER_PROJECT)
+    absent = client.simulate_get(f"/check/{gone}")
     assert absent.status_code == 404
     assert absent.json["targets"][0]["rule"] == "listing"
-    assert "answered 404" in absent.json["targets"][0]["detail"]
+    assert "reports it DELETED" in absent.json["targets"][0]["detail"]
 
 
 def test_listing_rule_reads_every_page_and_sees_soft_deleted(requests_mock):
@@ -81,7 +82,7 @@ def test_listing_rule_sees_instances_created_after_the_last_sync(requests_mock):
     cloud = FakeCloud(requests_mock, roles=READER, can_list_all=True)
     cloud.add(project_id=OTHER_PROJECT)
     client = client_for(cloud)
-    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404
+    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 500  # only omitted
     late = cloud.add(project_id=OTHER_PROJECT)
     assert client.simulate_get(f"/check/{late}").status_code == 200
 
@@ -215,9 +216,10 @@ def test_listing_rule_survives_a_clock_ahead_of_novas(requests_mock):
 
     cloud = FakeCloud(requests_mock, roles=READER, can_list_all=True)
     cloud.add(project_id=OTHER_PROJECT)
+    gone = cloud.add("DELETED", project_id=OTHER_PROJECT)
     target = TargetChecker(cloud.target(), clock=lambda: time.time() + 600)
     client = testing.TestClient(create_app(SETTINGS, checker=Checker([target])))
-    assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404  # full listing read
+    assert client.simulate_get(f"/check/{gone}").status_code == 404  # full listing read
     late = cloud.add(project_id=OTHER_PROJECT)  # created now, by Nova's clock
     answer = client.simulate_get(f"/check/{late}")
     assert answer.status_code == 200, answer.json["detail"]

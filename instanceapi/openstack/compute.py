@@ -86,6 +86,9 @@ class Compute(Protocol):
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield every page of the all-project detail listing."""
 
+    def unfiltered_page(self, *, detail: bool) -> list[dict[str, Any]]:
+        """Return the one page of ``GET /servers[/detail]?all_tenants=1``, nothing else asked."""
+
     def identity(self) -> Identity:
         """Return the token's project and roles, authenticating if needed."""
 
@@ -185,6 +188,16 @@ class NovaTarget:
                 return
             params["marker"] = page[-1]["id"]
 
+    def unfiltered_page(self, *, detail: bool) -> list[dict[str, Any]]:
+        """Return the first page of the all-project listing with no parameter but all_tenants.
+
+        NOTE: from 2.69 it is the only listing that shows servers of unreachable
+        cells (as UNKNOWN records, first); every listing with limit, marker,
+        changes-since or another filter silently skips them (shared facts).
+        """
+        path = "/servers/detail" if detail else "/servers"
+        return self._list_page({"all_tenants": "1"}, path)[0]
+
     def identity(self) -> Identity:
         """Return the token's project and roles (authenticating if needed)."""
         access = self._authenticated()
@@ -240,8 +253,10 @@ class NovaTarget:
 
     # -- internals ----------------------------------------------------------
 
-    def _list_page(self, params: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
-        url = "/servers/detail?" + urllib.parse.urlencode(params)
+    def _list_page(
+        self, params: dict[str, str], path: str = "/servers/detail"
+    ) -> tuple[list[dict[str, Any]], bool]:
+        url = f"{path}?" + urllib.parse.urlencode(params)
         self._authenticated()
         try:
             _resp, body = once_more_on_401(lambda: self._nova().client.get(url))
@@ -250,7 +265,7 @@ class NovaTarget:
                 raise ValueError("listing without server ids")
             links = body.get("servers_links") or []
         except _FAILURES as ex:
-            raise self._error("GET /servers/detail", ex) from ex
+            raise self._error(f"GET {path}", ex) from ex
         return servers, any(link.get("rel") == "next" for link in links)
 
     def _nova(self) -> Any:

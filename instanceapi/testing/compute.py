@@ -202,9 +202,9 @@ class Region:
         for server in reversed(self.order):
             if len(out) >= limit:
                 break
-            if self.is_down(server, None) and not server.deleted:
-                if projects is None or server.project_id in projects:
-                    out.append(server)
+            mine = projects is None or server.project_id in projects
+            if mine and self.is_down(server, None) and not server.deleted:
+                out.append(server)
         return out
 
     def page(

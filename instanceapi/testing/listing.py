@@ -143,11 +143,8 @@ def list_servers(
     # (from 2.69, as UNKNOWN records, first); every other one skips them.
     unfiltered = set(params) <= {"all_tenants"} and ctx.version >= (2, 69)
     with state.lock:
-        if region.down_cells and not (unfiltered or state.config.skip_down_cells):
-            return 500, views.fault_body(500), 0  # list_records_by_skipping_down_cells=False
-        if marker is not None and marker in region.servers:
-            if region.is_down(region.servers[marker], fault.hide_cell):
-                return 500, views.fault_body(500), 0  # the marker's cell cannot be read
+        if _fails_on_down_cell(state, region, marker, unfiltered=unfiltered, fault=fault):
+            return 500, views.fault_body(500), 0
         match = region.matcher(query, fault.hide_cell)
         down_page = region.down_records(query.projects, limit) if unfiltered else []
         try:
@@ -168,6 +165,16 @@ def list_servers(
             {"rel": "next", "href": _next_link(url, detailed, request, page[-1].id)}
         ]
     return 200, body, len(items)
+
+
+def _fails_on_down_cell(
+    state: CloudState, region: Region, marker: str | None, *, unfiltered: bool, fault: Fault
+) -> bool:
+    """True when a down cell makes this listing fail (caller holds the lock)."""
+    if region.down_cells and not (unfiltered or state.config.skip_down_cells):
+        return True  # list_records_by_skipping_down_cells=False
+    server = region.servers.get(marker) if marker is not None else None
+    return server is not None and region.is_down(server, fault.hide_cell)  # marker unreadable
 
 
 def _render(
