@@ -86,7 +86,8 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
     """Create a checker with one Keystone session per configured target (no network I/O)."""
     from instanceapi.openstack import build_targets
 
-    observe = upstream_observer(metrics or Metrics())
+    metrics = metrics or Metrics()
+    observe = upstream_observer(metrics)
     openstack_targets = build_targets(settings, observe)
     targets = [
         TargetChecker(
@@ -101,6 +102,7 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
         SharedAbsentCache(
             shared_path(Path(settings.runtime_dir), [t.fingerprint for t in openstack_targets]),
             settings.absent_cache_size,
+            ttl=settings.absent_cache_ttl,
         )
         if settings.runtime_dir
         else None
@@ -109,6 +111,8 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
         targets,
         shared=shared,
         absent_cache_size=settings.absent_cache_size,
+        absent_ttl=settings.absent_cache_ttl,
+        on_conflict=metrics.absence_conflicts.inc,
         bulk_concurrency=settings.bulk_concurrency,
         budget=UpstreamBudget(
             rate=settings.upstream_rate,
@@ -146,5 +150,10 @@ def get_app(
     logs.configure(settings.log_level, settings.log_format)
     metrics = Metrics()
     checker = build_checker(settings, metrics)
-    Refresher(checker.targets, interval=settings.refresh_interval, metrics=metrics).start()
+    Refresher(
+        checker.targets,
+        interval=settings.refresh_interval,
+        metrics=metrics,
+        after_refresh=checker.reconcile,
+    ).start()
     return create_app(settings, checker=checker, metrics=metrics)

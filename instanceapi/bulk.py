@@ -26,6 +26,12 @@ def code_of(verdict: Verdict) -> int:
     return 503 if verdict.source == "overloaded" else CODE[verdict.presence]
 
 
+def wants_fresh(req: falcon.Request) -> bool:
+    """Return True if the client demands fresh evidence (``Cache-Control: no-cache``)."""
+    directives = (req.get_header("Cache-Control") or "").lower().split(",")
+    return any(d.strip().split("=", 1)[0] == "no-cache" for d in directives)
+
+
 class BulkCheckResource:
     """``POST /check`` with ``{"uuids": [...]}``: one result per UUID, in order."""
 
@@ -38,7 +44,7 @@ class BulkCheckResource:
         items = read_bulk_request(req)
         parsed = [_parse(item) for item in items]
         valid = [p for p in parsed if isinstance(p, str)]
-        verdicts = iter(self._checker.check_many(valid))
+        verdicts = iter(self._checker.check_many(valid, fresh=wants_fresh(req)))
         results = [
             bulk_item(raw, p if isinstance(p, InvalidUUID) else next(verdicts))
             for raw, p in zip(items, parsed, strict=True)

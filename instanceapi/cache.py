@@ -37,6 +37,16 @@ class BoundedCache(Generic[T]):
             while len(self._items) > self._capacity:
                 self._items.popitem(last=False)
 
+    def discard(self, key: str) -> None:
+        """Forget `key` if present."""
+        with self._lock:
+            self._items.pop(key, None)
+
+    def keys(self) -> list[str]:
+        """Return a snapshot of the keys."""
+        with self._lock:
+            return list(self._items)
+
     def __len__(self) -> int:
         return len(self._items)
 

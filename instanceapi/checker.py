@@ -1,8 +1,10 @@
 """Decide whether an instance exists, across every configured cloud/region.
 
 Answer rules, in order:
-1. A UUID confirmed absent everywhere before is absent (Nova never reuses one).
-2. A UUID listed in a fresh index of any target is present, with no upstream call.
+1. A UUID listed in a fresh index of any target is present, with no upstream call
+   (and an absence cached for it is a conflict: evicted, logged, counted).
+2. A UUID confirmed absent everywhere within the last `absent_ttl` seconds is
+   absent (Nova never reuses one), unless the client demands fresh evidence.
 3. Otherwise an authoritative per-UUID lookup in every target decides; concurrent
    checks of one UUID share it.
 """
@@ -10,8 +12,10 @@ Answer rules, in order:
 from __future__ import annotations
 
 import contextvars
+import logging
+import time
 import uuid as uuidlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from instanceapi.budget import Overloaded, UpstreamBudget
 from instanceapi.cache import BoundedCache, SingleFlight
@@ -20,6 +24,8 @@ from instanceapi.shared import SharedAbsentCache
 from instanceapi.target import TargetChecker, lists_unreachable_cells
 from instanceapi.uuids import byte_swapped
 from instanceapi.verdict import Presence, Sighting, Verdict, combine
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Checker", "Overloaded", "TargetChecker", "forms", "lists_unreachable_cells"]
 
@@ -52,11 +58,18 @@ class Checker:
         budget: UpstreamBudget | None = None,
         bulk_max_live: int = 50,
         shared: SharedAbsentCache | None = None,
+        absent_ttl: float = 3600.0,
+        on_conflict: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not targets:
             raise ValueError("at least one target is needed")
         self.targets = tuple(targets)
-        self.absent: BoundedCache[Verdict] = BoundedCache(absent_cache_size)
+        #: Absent verdicts with the monotonic time they expire at.
+        self.absent: BoundedCache[tuple[float, Verdict]] = BoundedCache(absent_cache_size)
+        self._absent_ttl = absent_ttl
+        self._on_conflict = on_conflict
+        self._clock = clock
         self._flights: SingleFlight[Verdict] = SingleFlight()
         # Bulk lookups of concurrent requests are served in turn, not first come first served.
         self._pool = FairPool(bulk_concurrency, name="instanceapi-bulk")
@@ -68,11 +81,15 @@ class Checker:
         #: Absences confirmed by any worker of this service (None: this process only).
         self.shared = shared
 
-    def check(self, canonical: str) -> Verdict:
-        """Return the verdict for a canonical UUID: present anywhere wins, absent needs all."""
+    def check(self, canonical: str, *, fresh: bool = False) -> Verdict:
+        """Return the verdict for a canonical UUID: present anywhere wins, absent needs all.
+
+        With `fresh` (the client sent ``Cache-Control: no-cache``), cached
+        absences are ignored: an absence is a new observation.
+        """
         return (
-            self._answer_without_io(canonical)
-            or self._shared_absent(canonical)
+            self._answer_without_io(canonical, fresh=fresh)
+            or (None if fresh else self._shared_absent(canonical))
             or self._flights.run(canonical, lambda: self._limited(canonical))
         )
 
@@ -80,30 +97,35 @@ class Checker:
         """Return an absence another worker confirmed, keeping a local copy."""
         verdict = self.shared.get(canonical) if self.shared else None
         if verdict is not None:
-            self.absent.put(canonical, verdict)
+            self._remember(canonical, verdict, share=False)
         return verdict
 
-    def check_many(self, canonicals: Sequence[str]) -> list[Verdict]:
+    def check_many(self, canonicals: Sequence[str], *, fresh: bool = False) -> list[Verdict]:
         """Return verdicts in order; live lookups run concurrently in a bounded pool.
 
         At most `bulk_max_live` distinct UUIDs of one request are looked up live
         (those not answered from the index or a confirmed absence); the others
-        are answered "overloaded" (503) without an upstream call.
+        are answered "overloaded" (503) without an upstream call. With `fresh`,
+        cached absences are not used (``Cache-Control: no-cache``).
         """
-        known = {u: self._answer_without_io(u) or self._shared_absent(u) for u in canonicals}
+        known = {
+            u: self._answer_without_io(u, fresh=fresh)
+            or (None if fresh else self._shared_absent(u))
+            for u in canonicals
+        }
         live = [u for u, v in known.items() if v is None]
         allowed, refused = live[: self._bulk_max_live], live[self._bulk_max_live :]
         # Each task runs in a copy of this request's context (its request id).
-        tasks = [(contextvars.copy_context(), u) for u in allowed]
+        tasks = [(contextvars.copy_context(), u, fresh) for u in allowed]
         known.update(zip(allowed, self._pool.map(self._check_in, tasks), strict=True))
         for canonical in refused:
             known[canonical] = overloaded(canonical, "this request's live lookups are used up")
         return [known[u] or overloaded(u) for u in canonicals]
 
-    def _check_in(self, task: tuple[contextvars.Context, str]) -> Verdict:
-        context, canonical = task
+    def _check_in(self, task: tuple[contextvars.Context, str, bool]) -> Verdict:
+        context, canonical, fresh = task
         try:
-            return context.run(self.check, canonical)
+            return context.run(self.check, canonical, fresh=fresh)
         except Overloaded as ex:
             return overloaded(canonical, str(ex))
 
@@ -111,12 +133,61 @@ class Checker:
         """Return each target's index age in seconds (None: never refreshed)."""
         return {t.target.name: t.index.age() for t in self.targets}
 
-    def _answer_without_io(self, canonical: str) -> Verdict | None:
-        cached = self.absent.get(canonical)
-        if cached is not None:
-            return Verdict(canonical, Presence.ABSENT, cached.sightings, source="absent-cache")
+    def _answer_without_io(self, canonical: str, *, fresh: bool = False) -> Verdict | None:
         found = self._in_index(canonical, "as-given")
-        return found or self._in_index(byte_swapped(canonical), "byte-swapped", canonical)
+        found = found or self._in_index(byte_swapped(canonical), "byte-swapped", canonical)
+        cached = self._cached_absence(canonical)
+        if found is not None:
+            if cached is not None:
+                self._conflict(canonical, found)
+            return found
+        if cached is None or fresh:
+            return None
+        return Verdict(canonical, Presence.ABSENT, cached.sightings, source="absent-cache")
+
+    def _cached_absence(self, canonical: str) -> Verdict | None:
+        entry = self.absent.get(canonical)
+        if entry is None:
+            return None
+        expires, verdict = entry
+        # A shared entry evicted by another worker (a conflict) or expired ends ours too.
+        if self._clock() < expires and (self.shared is None or self.shared.get(canonical)):
+            return verdict
+        self.absent.discard(canonical)
+        return None
+
+    def _remember(self, canonical: str, verdict: Verdict, *, share: bool = True) -> None:
+        self.absent.put(canonical, (self._clock() + self._absent_ttl, verdict))
+        if share and self.shared:
+            self.shared.put(verdict)
+
+    def _conflict(self, canonical: str, found: Verdict) -> None:
+        """A fresh index lists a UUID cached as absent: the index wins, everywhere."""
+        self.absent.discard(canonical)
+        if self.shared:
+            self.shared.discard(canonical)
+        self._on_conflict()
+        log.error(
+            "absence conflict: %s was cached as absent, but a fresh index lists it (%s); "
+            "the cached absence is evicted (a bug or an upstream anomaly)",
+            canonical,
+            found.sentence(),
+        )
+
+    def reconcile(self) -> None:
+        """Evict every cached absence (this worker's and the shared ones) a fresh index lists.
+
+        Called after each index refresh, so that a worker whose own index is not
+        fresh does not keep serving an absence another index contradicts.
+        """
+        cached = set(self.absent.keys())
+        if self.shared:
+            cached.update(self.shared.uuids())
+        for canonical in cached:
+            found = self._in_index(canonical, "as-given")
+            found = found or self._in_index(byte_swapped(canonical), "byte-swapped", canonical)
+            if found is not None:
+                self._conflict(canonical, found)
 
     def _in_index(self, form: str, label: str, canonical: str | None = None) -> Verdict | None:
         for target in self.targets:
@@ -153,9 +224,7 @@ class Checker:
             targets = answered
         verdict = Verdict(canonical, combine(sightings), tuple(sightings))
         if verdict.presence is Presence.ABSENT:
-            self.absent.put(canonical, verdict)
-            if self.shared:
-                self.shared.put(verdict)
+            self._remember(canonical, verdict)
         return verdict
 
 

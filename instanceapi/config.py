@@ -54,6 +54,8 @@ class Settings:
     resync_interval: float = 600.0
     index_max_age: float = 300.0
     absent_cache_size: int = 100_000
+    #: Seconds a confirmed absence is answered from the cache before Nova is asked again.
+    absent_cache_ttl: float = 3600.0
     bulk_concurrency: int = 8
     max_live_lookups: int = 12
     #: Nova GETs per second that checks may send (token bucket), and the bucket's size.
@@ -96,6 +98,7 @@ class Settings:
             absent_cache_size=int(
                 _number(env, "ABSENT_CACHE_SIZE", 100_000, low=0, high=10_000_000, integer=True)
             ),
+            absent_cache_ttl=_number(env, "ABSENT_CACHE_TTL", 3600.0, low=1.0, high=604800.0),
             bulk_concurrency=int(_number(env, "BULK_CONCURRENCY", 8, low=1, high=64, integer=True)),
             max_live_lookups=int(
                 _number(env, "MAX_UPSTREAM_LOOKUPS", 12, low=1, high=1024, integer=True)
@@ -171,6 +174,7 @@ _KNOWN = {
     "RESYNC_INTERVAL",
     "INDEX_MAX_AGE",
     "ABSENT_CACHE_SIZE",
+    "ABSENT_CACHE_TTL",
     "BULK_CONCURRENCY",
     "LOG_LEVEL",
     "LOG_FORMAT",

@@ -77,6 +77,12 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        self.absence_conflicts = Counter(
+            "instanceapi_absence_conflicts_total",
+            "Cached absences contradicted by a fresh index listing the UUID, and evicted "
+            "(a bug or an upstream anomaly: investigate).",
+            registry=r,
+        )
         self._check_children: dict[tuple[int, str], Counter] = {}
         self.overloaded = Counter(
             "instanceapi_overloaded_total",

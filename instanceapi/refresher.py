@@ -32,8 +32,11 @@ class Refresher:
         max_backoff: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        after_refresh: Callable[[], None] = lambda: None,
     ) -> None:
         self._targets = tuple(targets)
+        #: Called after a round that refreshed an index (the checker's reconcile).
+        self._after_refresh = after_refresh
         self._metrics = metrics
         self._interval = interval
         self._max_backoff = max_backoff
@@ -60,10 +63,14 @@ class Refresher:
     def run_once(self) -> float:
         """Refresh every target that is due; return seconds until the next one is."""
         now = self._clock()
+        refreshed = False
         for number, target in enumerate(self._targets):
             if self._due[number] <= now:
                 self._due[number] = now + self._refresh(target)
                 self._report_staleness(number, target)
+                refreshed = True
+        if refreshed:
+            self._after_refresh()
         return max(0.0, min(self._due.values()) - self._clock())
 
     def _refresh(self, target: TargetChecker) -> float:

@@ -6,7 +6,13 @@ SQLite file in the service's private runtime directory serves them all.
 
 Safety: an entry is written only for an authoritative absence (Nova never
 reuses a UUID), SQLite never shows a half-written row, and any error reading
-it is a miss: one more live lookup, never a wrong 404.
+it is a miss: one more live lookup, never a wrong 404. Entries expire after
+``ttl`` seconds, and one that a fresh index contradicts is deleted at once.
+
+NOTE: expiry uses time.monotonic(): Linux's CLOCK_MONOTONIC is one clock for
+every process of the host, and the file lives in the service's runtime
+directory, which does not outlive a reboot. A wall-clock step cannot make an
+entry live longer.
 """
 
 from __future__ import annotations
@@ -17,13 +23,15 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from instanceapi.verdict import Presence, Sighting, Verdict
 
 log = logging.getLogger(__name__)
 
-PREFIX = "absent-"
+#: v2: entries carry a monotonic expiry (a file of the old layout is left alone).
+PREFIX = "absent-v2-"
 
 
 def path_for(directory: Path, fingerprints: list[str]) -> Path:
@@ -41,7 +49,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS absent (
     uuid TEXT PRIMARY KEY,
     seen REAL NOT NULL,
-    sightings TEXT NOT NULL
+    sightings TEXT NOT NULL,
+    expires REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS absent_seen ON absent (seen);
 """
@@ -50,9 +59,19 @@ CREATE INDEX IF NOT EXISTS absent_seen ON absent (seen);
 class SharedAbsentCache:
     """A bounded table of confirmed-absent verdicts, one connection per thread."""
 
-    def __init__(self, path: Path, capacity: int, *, prune_every: int = 1000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        capacity: int,
+        *,
+        prune_every: int = 1000,
+        ttl: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self._capacity = capacity
+        self._ttl = ttl
+        self._clock = clock
         self._prune_every = prune_every
         self._local = threading.local()
         self._writes = 0
@@ -62,7 +81,10 @@ class SharedAbsentCache:
         try:
             row = (
                 self._db()
-                .execute("SELECT sightings FROM absent WHERE uuid = ?", (uuid,))
+                .execute(
+                    "SELECT sightings FROM absent WHERE uuid = ? AND expires > ?",
+                    (uuid, self._clock()),
+                )
                 .fetchone()
             )
             return None if row is None else _verdict(uuid, row[0])
@@ -79,8 +101,8 @@ class SharedAbsentCache:
             db = self._db()
             with db:
                 db.execute(
-                    "INSERT OR REPLACE INTO absent VALUES (?, ?, ?)",
-                    (verdict.uuid, time.time(), sightings),
+                    "INSERT OR REPLACE INTO absent VALUES (?, ?, ?, ?)",
+                    (verdict.uuid, time.time(), sightings, self._clock() + self._ttl),
                 )
             self._writes += 1
             if self._writes % self._prune_every == 0:
@@ -88,8 +110,27 @@ class SharedAbsentCache:
         except sqlite3.Error as ex:
             log.warning("shared absent cache not written (%s)", ex)
 
+    def discard(self, uuid: str) -> None:
+        """Forget `uuid` for every worker; failures are logged (the entry then expires)."""
+        try:
+            db = self._db()
+            with db:
+                db.execute("DELETE FROM absent WHERE uuid = ?", (uuid,))
+        except sqlite3.Error as ex:
+            log.warning("shared absent cache: %s not evicted (%s)", uuid, ex)
+
+    def uuids(self) -> list[str]:
+        """Return the UUIDs of the unexpired entries ([] on any error)."""
+        try:
+            rows = self._db().execute("SELECT uuid FROM absent WHERE expires > ?", (self._clock(),))
+            return [str(row[0]) for row in rows]
+        except sqlite3.Error as ex:
+            log.warning("shared absent cache unreadable (%s)", ex)
+            return []
+
     def _prune(self, db: sqlite3.Connection) -> None:
         with db:
+            db.execute("DELETE FROM absent WHERE expires <= ?", (self._clock(),))
             db.execute(
                 "DELETE FROM absent WHERE seen < (SELECT seen FROM absent "
                 "ORDER BY seen DESC LIMIT 1 OFFSET ?)",

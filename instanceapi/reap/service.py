@@ -26,6 +26,9 @@ from instanceapi.reap.report import clip
 
 Progress = Callable[[str, int, int], None]
 MARKER = "Instance-Exists"
+#: Every check demands a new observation: no cached absence is replayed, so
+#: each run that would mark or delete a host rests on evidence of its own.
+FRESH = {"Cache-Control": "no-cache"}
 
 
 def build_session(
@@ -87,7 +90,7 @@ class ServiceClient:
     def check_one(self, uuid: str) -> Verdict:
         """Ask `GET /check/{uuid}`."""
         try:
-            resp = self._send("GET", f"/check/{uuid}")
+            resp = self._send("GET", f"/check/{uuid}", headers=FRESH)
         except requests.RequestException as ex:
             return Verdict(Answer.UNKNOWN, f"GET /check: {type(ex).__name__}: {ex}")
         return _single_verdict(resp, uuid)
@@ -115,7 +118,7 @@ class ServiceClient:
     def _bulk_check(self, chunk: list[str]) -> dict[str, Verdict] | None:
         """Ask `POST /check`; None when the service has no bulk endpoint."""
         try:
-            resp = self._send("POST", "/check", json={"uuids": chunk})
+            resp = self._send("POST", "/check", json={"uuids": chunk}, headers=FRESH)
         except requests.RequestException as ex:
             return dict.fromkeys(chunk, Verdict(Answer.UNKNOWN, f"POST /check: {ex}"))
         if resp.status_code in (404, 405):
