@@ -11,8 +11,9 @@ Services (columns of the table, "index"):
            instance listed in the fresh index is answered 200 with no upstream call.
 - cold:    admin credentials, index stale (5 s max age, refreshed hourly): every
            question is a live lookup.
-- listing: a reader allowed to list all projects (absence only from the
-           all-project listing read after the question), index warm.
+- listing: a reader allowed to list all projects (absence only from a DELETED
+           record in the all-project listing read after the question), index
+           warm, a full listing every 10 s and a visibility probe every 5 s.
 
 Per case and service, the answers for: an existing instance in RegionOne (of
 another project than the reader's), one in RegionTwo, one in RegionOne's cell2,
@@ -45,6 +46,7 @@ import requests
 
 from instanceapi.testing import SimulatedCloud
 from instanceapi.testing.harness import ServiceProcess
+from instanceapi.testing.model import RequestRecord
 
 MODES = ("warm", "cold", "listing")
 EXISTING = ("existing R1", "existing R2", "existing cell2")
@@ -66,7 +68,13 @@ COMMON_ENV = {
 MODE_ENV = {
     "warm": {"INSTANCEAPI_REFRESH_INTERVAL": "1", "INSTANCEAPI_INDEX_MAX_AGE": "300"},
     "cold": {"INSTANCEAPI_REFRESH_INTERVAL": "3600", "INSTANCEAPI_INDEX_MAX_AGE": "5"},
-    "listing": {"INSTANCEAPI_REFRESH_INTERVAL": "1", "INSTANCEAPI_INDEX_MAX_AGE": "300"},
+    "listing": {
+        "INSTANCEAPI_REFRESH_INTERVAL": "1",
+        "INSTANCEAPI_INDEX_MAX_AGE": "300",
+        # Short, so that a full listing and a probe fall within a case (items 4 and 6).
+        "INSTANCEAPI_RESYNC_INTERVAL": "10",
+        "INSTANCEAPI_VISIBILITY_INTERVAL": "5",
+    },
 }
 MODE_USER = {"warm": "admin", "cold": "admin", "listing": "reader-all"}
 MODE_WORKERS = {"warm": 2, "cold": 1, "listing": 1}
@@ -87,6 +95,8 @@ class Lab:
     #: What a deleted instance gets when nothing is wrong, per service.
     deleted_baseline: dict[str, int]
     workers: dict[str, set[int]] = field(default_factory=dict)
+    #: A server another project is building during a case (None: none).
+    building: str | None = None
 
     def fresh_deleted(self) -> str:
         """Return an instance deleted just now, never asked about (no cached verdict)."""
@@ -302,6 +312,8 @@ class Case:
     #: Ask about existing instances created for this case (a wrong verdict that a
     #: service cached must not spill into later cases).
     fresh_existing: bool = False
+    #: How those are created (default: fresh_existing).
+    make_existing: Callable[[SimulatedCloud], dict[str, str]] | None = None
 
 
 def nova_everywhere(**fault: object) -> Callable[[Lab], None]:
@@ -406,6 +418,114 @@ CASES = (
     ),
 )
 
+# -- items 4 and 6 of issue 9: a cell down, servers being built (real Nova 34) --------------------
+
+
+def _behind_a_down_cell(cloud: SimulatedCloud) -> dict[str, str]:
+    """Existing instances; the cell2 one unchanged for an hour, its cell down from now."""
+    existing = fresh_existing(cloud)
+    cloud.set_cell_down("cell2")
+    cloud.backdate(existing["existing cell2"], 3600.0)
+    return existing
+
+
+def _full_listing_then_cell_back(lab: Lab) -> None:
+    """Wait until the listing service read full listings while cell2 was down; bring it back."""
+    # Two first pages of a full listing-rule listing: most likely both regions' targets.
+    _wait_for_requests(lab, lambda r: "changes-since=1970" in r.path and "marker=" not in r.path)
+    time.sleep(1.0)  # the rest of their pages (a few dozen servers, on loopback)
+    lab.cloud.set_cell_down("cell2", down=False)
+
+
+def _skipping_refused(lab: Lab) -> None:
+    lab.cloud.skip_down_cells(False)
+    lab.cloud.set_cell_down("cell2")
+
+
+def _skipping_restored(lab: Lab) -> None:
+    lab.cloud.skip_down_cells(True)
+    lab.cloud.set_cell_down("cell2", down=False)
+
+
+def _just_scheduled(cloud: SimulatedCloud) -> dict[str, str]:
+    """Existing instances; RegionOne's just scheduled: not in changes-since listings yet."""
+    existing = fresh_existing(cloud)
+    existing["existing R1"] = cloud.add_server(project="beta", name="r1", stage="unlisted").id
+    return existing
+
+
+def _probe_meets_a_server_being_built(lab: Lab) -> None:
+    """Another project creates a server (the newest); wait for the listing service's probes."""
+    lab.building = lab.cloud.add_server(project="gamma", name="building", stage="unscheduled").id
+    # The probe's listing (unfiltered; limit=100 before issue 9), then its GET by id.
+    probe = re.compile(r"/v2\.1/servers/detail\?all_tenants=1(&limit=100)?")
+    _wait_for_requests(lab, lambda r: probe.fullmatch(r.path) is not None)
+    _wait_for_requests(lab, lambda r: r.path.count("/") == 3 and "?" not in r.path, count=1)
+
+
+def _builds_finish(lab: Lab) -> None:
+    for server_id in (lab.existing["existing R1"], lab.building):
+        if server_id is not None:
+            while lab.cloud.server(server_id).status == "BUILD":
+                lab.cloud.advance_build(server_id)
+
+
+def _wait_for_requests(
+    lab: Lab, wanted: Callable[[RequestRecord], bool], *, count: int = 2
+) -> None:
+    """Wait (bounded) until `count` Nova requests made from now on are `wanted`."""
+    before = lab.cloud.requests()  # kept alive: the ids of its records stay unique
+    old = {id(r) for r in before}
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        new = [r for r in lab.cloud.requests() if id(r) not in old]
+        if sum(1 for r in new if r.service == "nova" and wanted(r)) >= count:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the service never sent the awaited requests")
+
+
+CELL_AND_BUILD_CASES = (
+    Case(
+        "A cell down during a full listing, then back (Nova 34)",
+        _full_listing_then_cell_back,
+        {"warm": HEALTHY, "cold": HEALTHY, "listing": "200 200 200|500 404"},
+        r"unreachable cell|UNKNOWN",
+        clear=_cell_up,
+        fresh_existing=True,
+        make_existing=_behind_a_down_cell,
+    ),
+    Case(
+        "A cell down, Nova not skipping it (list_records_by_skipping_down_cells=False)",
+        _skipping_refused,
+        {
+            "warm": "200 200 200|500 404",
+            "cold": "200 200 500 404",
+            "listing": "200 200 200|500 500",
+        },
+        r"UNKNOWN|HTTP 500",
+        clear=_skipping_restored,
+    ),
+    Case(
+        "A new server not yet in changes-since listings (Nova 34)",
+        lambda lab: None,
+        {"warm": HEALTHY, "cold": HEALTHY, "listing": "500 200 200 404"},
+        r"still being built",
+        clear=_builds_finish,
+        fresh_existing=True,
+        make_existing=_just_scheduled,
+    ),
+    Case(
+        "The probe meets a server still being built (Nova 34)",
+        _probe_meets_a_server_being_built,
+        {"warm": HEALTHY, "cold": HEALTHY, "listing": "500 200 200 404"},
+        r"still being built",
+        clear=_builds_finish,
+        fresh_existing=True,
+        make_existing=_just_scheduled,
+    ),
+)
+
 #: Existing instances created for the case may not be in the index yet: 200 or doubt.
 UNINDEXED_OUTAGE = "200|500 200|500 200|500 500"
 #: Cases that once gave false 404s (found here; see tests/test_regressions.py).
@@ -431,7 +551,7 @@ REGRESSION_CASES = (
         fresh_existing=True,
     ),
 )
-CASES = (*CASES, *REGRESSION_CASES)
+CASES = (*CASES, *CELL_AND_BUILD_CASES, *REGRESSION_CASES)
 
 
 # -- running a case and judging it ----------------------------------------------------------------
@@ -459,7 +579,7 @@ def run_case(lab: Lab, case: Case) -> list[Row]:
     lab.cloud.clear_faults()
     usual = lab.existing
     if case.fresh_existing:
-        lab.existing = fresh_existing(lab.cloud)
+        lab.existing = (case.make_existing or fresh_existing)(lab.cloud)
     try:
         case.apply(lab)
         answers = ask_all(lab, deleted, sequential=case.sequential)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import uuid
 
@@ -110,6 +111,12 @@ class ComputeOps:
                 server.stage = None
                 apply_status(server, "ACTIVE", self._state.clock.now())
             return server.copy()
+
+    def backdate(self, server_id: str, seconds: float, region: str | None = None) -> None:
+        """Make a server look unchanged for ``seconds`` (its updated_at moves back)."""
+        with self._state.lock:
+            _, server = self._find(server_id, region)
+            server.updated_at -= dt.timedelta(seconds=seconds)
 
     def skip_down_cells(self, skip: bool = True) -> None:
         """Set Nova's ``[api] list_records_by_skipping_down_cells`` (False: 500 instead)."""
