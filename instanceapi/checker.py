@@ -23,7 +23,7 @@ from instanceapi.fairpool import FairPool
 from instanceapi.shared import SharedAbsentCache
 from instanceapi.target import TargetChecker, lists_unreachable_cells
 from instanceapi.uuids import byte_swapped
-from instanceapi.verdict import Presence, Sighting, Verdict, combine
+from instanceapi.verdict import Presence, Sighting, Verdict, combine, settle_omissions
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,7 @@ class Checker:
                 if not sighting.failed:
                     answered.append(target)
             targets = answered
+        sightings = settle_omissions(sightings)
         verdict = Verdict(canonical, combine(sightings), tuple(sightings))
         if verdict.presence is Presence.ABSENT:
             self._remember(canonical, verdict)

@@ -19,7 +19,7 @@ from instanceapi.index import (
 )
 from instanceapi.index import lists_unreachable_cells as lists_unreachable_cells
 from instanceapi.openstack import Compute, UpstreamError
-from instanceapi.verdict import Presence, Sighting
+from instanceapi.verdict import NOT_LISTED, Presence, Sighting
 from instanceapi.visibility import Rule, VisibilityTracker
 
 
@@ -166,6 +166,7 @@ class TargetChecker:
                 "listing can silently leave out servers of an unreachable cell or still "
                 "being built: without the admin role only a DELETED record proves absence "
                 "(see the README, Least privilege)",
+                rule=NOT_LISTED,
             )
         if status == UNKNOWN:
             return self._seen(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+#: The rule of a sighting "Nova answered 404 and the listing does not show it":
+#: doubt on its own (a listing can skip a down cell or a server being built).
+NOT_LISTED = "not-listed"
 
 
 class Presence(enum.Enum):
@@ -92,3 +97,31 @@ def combine(sightings: Sequence[Sighting]) -> Presence:
     if sightings and all(s.presence is Presence.ABSENT for s in sightings):
         return Presence.ABSENT
     return Presence.UNKNOWN
+
+
+def settle_omissions(sightings: Sequence[Sighting]) -> list[Sighting]:
+    """Return the sightings of one check, "not listed" ones made absent if a Nova saw it deleted.
+
+    A UUID names one instance, made by one Nova, never reused: once a Nova
+    reports it DELETED, no other region holds it, and the other reading of the
+    same SMBIOS bytes (the byte-swapped twin) is not an instance either, but
+    for a collision of random UUIDs. An omission from a listing alone proves
+    nothing (see target.py); with that record it needs to prove nothing.
+    """
+    deleted = next(
+        (s for s in sightings if s.presence is Presence.ABSENT and s.status == "DELETED"), None
+    )
+    if deleted is None:
+        return list(sightings)
+    return [
+        dataclasses.replace(
+            s,
+            presence=Presence.ABSENT,
+            detail=f"{s.detail}; but {deleted.target} reports {deleted.uuid} DELETED "
+            "(a UUID names one instance)",
+            rule="deleted-elsewhere",
+        )
+        if s.rule == NOT_LISTED and s.presence is Presence.UNKNOWN
+        else s
+        for s in sightings
+    ]

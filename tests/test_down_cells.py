@@ -185,3 +185,19 @@ def test_probe_of_a_reader_ignores_a_server_being_built(sim):
     checker = checker_on(sim, "reader-all")
     assert checker.targets[0].visibility.current().rule is Rule.LISTING
     assert checker.check(new_uuid()).presence is Presence.UNKNOWN
+
+
+def test_listing_rule_across_regions_needs_a_deleted_record_somewhere(requests_mock):
+    """A UUID names one instance: deleted in one region, it is in no other (nor its twin)."""
+    one = FakeCloud(requests_mock, roles=READER, can_list_all=True)
+    two = FakeCloud(requests_mock, roles=READER, can_list_all=True, region="RegionTwo")
+    for cloud in (one, two):
+        cloud.add(project_id=OTHER_PROJECT)
+    gone = one.add("DELETED", project_id=OTHER_PROJECT)
+    client = testing.TestClient(create_app(SETTINGS, checker=checker_for(one, two)))
+    answer = client.simulate_get(f"/check/{gone}")
+    assert answer.status_code == 404, answer.json
+    assert {t["rule"] for t in answer.json["targets"]} >= {"listing", "deleted-elsewhere"}
+    never = client.simulate_get(f"/check/{new_uuid()}")
+    assert never.status_code == 500
+    assert {t["rule"] for t in never.json["targets"]} == {"not-listed"}
