@@ -474,11 +474,11 @@ def _wait_for_requests(
     lab: Lab, wanted: Callable[[RequestRecord], bool], *, count: int = 2
 ) -> None:
     """Wait (bounded) until `count` Nova requests made from now on are `wanted`."""
-    before = lab.cloud.requests()  # kept alive: the ids of its records stay unique
+    before = lab.cloud.requests  # kept alive: the ids of its records stay unique
     old = {id(r) for r in before}
     deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline:
-        new = [r for r in lab.cloud.requests() if id(r) not in old]
+        new = [r for r in lab.cloud.requests if id(r) not in old]
         if sum(1 for r in new if r.service == "nova" and wanted(r)) >= count:
             return
         time.sleep(0.1)
