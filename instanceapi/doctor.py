@@ -113,7 +113,11 @@ def _visibility(target: NovaTarget, report: Report) -> None:
     if seen.rule is Rule.BY_ID:
         report.ok(f"sees every project's servers by id: {seen.reason}")
     elif seen.rule is Rule.LISTING:
-        report.note(f"absence is decided from the all-project listing only: {seen.reason}")
+        report.note(
+            "absence is proven only by a DELETED record in the all-project listing "
+            "(an omission is no proof; give the admin role to prove it by id): "
+            f"{seen.reason}"
+        )
     else:
         report.fail(f"cannot prove absence (every absent UUID would answer 500): {seen.reason}")
 
