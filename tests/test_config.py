@@ -35,6 +35,11 @@ def test_openstack_defaults(env, expected):
     assert Settings.from_env(env).targets == (expected,)
 
 
+def test_absent_cache_ttl_default_and_setting():
+    assert Settings.from_env(BASE).absent_cache_ttl == 3600.0
+    assert Settings.from_env({**BASE, "INSTANCEAPI_ABSENT_CACHE_TTL": "60"}).absent_cache_ttl == 60
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [
@@ -51,6 +56,9 @@ def test_openstack_defaults(env, expected):
         ("INSTANCEAPI_CLOUDS", "a/"),
         ("INSTANCEAPI_CLOUDS", "a,a"),
         ("INSTANCEAPI_VISIBILITY_INTERVAL", "1"),
+        ("INSTANCEAPI_ABSENT_CACHE_TTL", "0"),
+        ("INSTANCEAPI_ABSENT_CACHE_TTL", "a week"),
+        ("INSTANCEAPI_ABSENT_CACHE_TTL", "604801"),
         ("INSTANCEAPI_TIMEOUTS", "5"),
     ],
 )
