@@ -183,9 +183,19 @@ class Checker:
         cached = set(self.absent.keys())
         if self.shared:
             cached.update(self.shared.uuids())
-        for canonical in cached:
-            found = self._in_index(canonical, "as-given")
-            found = found or self._in_index(byte_swapped(canonical), "byte-swapped", canonical)
+        fresh = [t.index for t in self.targets if t.index_is_fresh()]
+        if not cached or not fresh:
+            return
+        # Only a version-4 twin can be an instance (Nova makes uuid4s).
+        twins = {byte_swapped(u): u for u in cached if u[16:17] == "4"}
+        listed: set[str] = set()
+        for index in fresh:
+            listed |= index.listed_among(cached)
+            listed |= {twins[t] for t in index.listed_among(set(twins))}
+        for canonical in listed:
+            found = self._in_index(canonical, "as-given") or self._in_index(
+                byte_swapped(canonical), "byte-swapped", canonical
+            )
             if found is not None:
                 self._conflict(canonical, found)
 

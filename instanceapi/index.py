@@ -73,6 +73,11 @@ class ServerIndex:
         """Return the server's status in the current table, None if it is not listed."""
         return self._state.statuses.get(uuid)
 
+    def listed_among(self, uuids: set[str]) -> set[str]:
+        """Return those of `uuids` the current table lists as existing (not DELETED/UNKNOWN)."""
+        statuses = self._state.statuses
+        return {u for u in uuids & statuses.keys() if statuses[u] not in (DELETED, UNKNOWN)}
+
     def deleted_at(self, uuid: str) -> float | None:
         """Return when a changes-since listing reported this server DELETED, if it did."""
         return self._state.deleted_seen.get(uuid)

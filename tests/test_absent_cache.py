@@ -21,6 +21,7 @@ from instanceapi.config import Settings, TargetSpec
 from instanceapi.metrics import Metrics
 from instanceapi.reap.service import ServiceClient
 from instanceapi.shared import SharedAbsentCache
+from instanceapi.uuids import byte_swapped
 from instanceapi.verdict import Presence
 from tests.fakes import FakeCloud, new_uuid
 
@@ -164,3 +165,17 @@ def test_reap_demands_fresh_evidence_for_every_check(requests_mock):
     sent = [r for r in requests_mock.request_history if "/check" in r.url]
     assert [r.method for r in sent] == ["POST", "GET"]
     assert all(r.headers.get("Cache-Control") == "no-cache" for r in sent)
+
+
+def test_reconcile_also_sees_the_byte_swapped_twin_listed(cloud, tmp_path):
+    shared = SharedAbsentCache(tmp_path / "absent.sqlite3", 100)
+    metrics = Metrics()
+    checker = worker(cloud, shared, metrics)
+    twin = new_uuid()  # the instance as Nova knows it
+    asked = byte_swapped(twin)  # as dmidecode printed it
+    assert checker.check(asked).presence is Presence.ABSENT  # both forms 404: recorded
+    cloud.add(server_id=twin)
+    checker.targets[0].refresh_index()
+    checker.reconcile()
+    assert len(checker.absent) == 0 and shared.uuids() == []
+    assert metrics.registry.get_sample_value(CONFLICTS) == 1
