@@ -50,7 +50,7 @@ class BulkCheckResource:
             for raw, p in zip(items, parsed, strict=True)
         ]
         for result in results:
-            self._metrics.checks.labels(str(result["code"]), result["source"]).inc()
+            self._metrics.count_check(result["code"], result["source"])
         log.info("bulk check: %d uuids, %d invalid", len(items), len(items) - len(valid))
         resp.cache_control = ["no-store"]
         resp.media = {"count": len(results), "results": results}

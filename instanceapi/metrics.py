@@ -50,17 +50,18 @@ class Metrics:
         )
         self.index_size = Gauge(
             "instanceapi_index_servers",
-            "Servers in the index (largest of the workers).",
+            "Servers in the index (largest of the live workers).",
             ["target"],
-            multiprocess_mode="max",
+            # live*: a dead worker's value goes with it (gunicorn_conf's child_exit).
+            multiprocess_mode="livemax",
             registry=r,
         )
         self.index_success = Gauge(
             "instanceapi_index_last_success_timestamp_seconds",
             "When the index last refreshed "
-            "successfully (oldest of the workers); age = time() - this.",
+            "successfully (oldest of the live workers); age = time() - this.",
             ["target"],
-            multiprocess_mode="min",
+            multiprocess_mode="livemin",
             registry=r,
         )
         self.index_complete = Gauge(
@@ -93,6 +94,8 @@ class Metrics:
     def count_check(self, code: int, source: str) -> None:
         """Count one answered check (label children cached: this is the hot path)."""
         key = (code, source)
+        if code == 503:
+            self.overloaded.inc()
         child = self._check_children.get(key)
         if child is None:
             child = self._check_children[key] = self.checks.labels(str(code), source)

@@ -8,7 +8,7 @@ import time
 import falcon
 
 from instanceapi.bulk import BulkCheckResource, code_of, wants_fresh
-from instanceapi.checker import Checker
+from instanceapi.checker import Checker, Overloaded
 from instanceapi.errors import EXISTS_HEADER
 from instanceapi.metrics import Metrics
 from instanceapi.middleware import upstream_seconds
@@ -59,7 +59,11 @@ class CheckResource:
         except InvalidUUID as ex:
             raise invalid_uuid(self._metrics, str(ex)) from ex
         started = time.perf_counter()
-        verdict = self._checker.check(canonical, fresh=wants_fresh(req))
+        try:
+            verdict = self._checker.check(canonical, fresh=wants_fresh(req))
+        except Overloaded:
+            self._metrics.count_check(503, "overloaded")  # answered by the error handler
+            raise
         code = code_of(verdict)
         self._metrics.count_check(code, verdict.source)
         _log_check(verdict, code, time.perf_counter() - started)

@@ -133,7 +133,7 @@ def test_allowlist_reads_x_forwarded_for_only_from_a_trusted_proxy(cloud):
 
 def test_overload_is_503_never_404(cloud):
     uuid = cloud.add()
-    client, _ = app_for(cloud, max_live_lookups=1, slot_wait=0.05)
+    client, metrics = app_for(cloud, max_live_lookups=1, slot_wait=0.05)
     client.simulate_get(f"/check/{new_uuid()}")  # session, visibility: established
     release = threading.Event()
 
@@ -157,6 +157,11 @@ def test_overload_is_503_never_404(cloud):
     assert bulk.json["results"][0]["code"] == 503
     assert bulk.json["results"][0]["exists"] is None
     assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404  # recovered
+    # Both refusals are counted: the single check and the bulk item.
+    registry = metrics.registry
+    assert registry.get_sample_value("instanceapi_overloaded_total") == 2
+    labels = {"answer": "503", "source": "overloaded"}
+    assert registry.get_sample_value("instanceapi_checks_total", labels) == 2
 
 
 def test_metrics_count_checks_upstream_calls_and_tokens(cloud):
@@ -217,3 +222,39 @@ def test_secrets_never_leak(requests_mock, caplog):
     for text in [caplog.text, *(a.text for a in answers)]:
         assert PASSWORD not in text  # ...and it is nowhere else
         assert subject_token not in text
+
+
+def test_a_dead_workers_index_gauges_disappear(tmp_path):
+    """A worker that exits (reload, crash) must not hold the index age or size forever."""
+    import os
+    import subprocess
+    import sys
+
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    worker = (
+        "from instanceapi.metrics import Metrics\n"
+        "m = Metrics()\n"
+        "m.index_size.labels('demo').set(7)\n"
+        "m.index_success.labels('demo').set(1.0)\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    child = subprocess.Popen([sys.executable, "-c", worker], env=env)  # noqa: S603
+    assert child.wait(timeout=60) == 0
+
+    def gauges() -> set[str]:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+        return {
+            sample.name
+            for family in registry.collect()
+            for sample in family.samples
+            if sample.name.startswith("instanceapi_index_")
+        }
+
+    assert gauges() == {
+        "instanceapi_index_servers",
+        "instanceapi_index_last_success_timestamp_seconds",
+    }
+    multiprocess.mark_process_dead(child.pid, str(tmp_path))  # what child_exit does
+    assert gauges() == set()
