@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from instanceapi.middleware import AccessControl, HostCheck, RequestContext, add
 from instanceapi.openapi import OpenAPIResource
 from instanceapi.openstack import Observer
 from instanceapi.refresher import Refresher
+from instanceapi.regions import coverages
 from instanceapi.resources import (
     CheckResource,
     HealthResource,
@@ -31,6 +33,8 @@ from instanceapi.resources import (
 from instanceapi.shared import SharedAbsentCache
 from instanceapi.shared import path_for as shared_path
 from instanceapi.target import TargetChecker
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -89,12 +93,14 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
     metrics = metrics or Metrics()
     observe = upstream_observer(metrics)
     openstack_targets = build_targets(settings, observe)
+    covering = coverages(openstack_targets, settings.exclude_regions)
     targets = [
         TargetChecker(
             target,
             visibility_interval=settings.visibility_interval,
             resync_interval=settings.resync_interval,
             max_index_age=settings.index_max_age,
+            coverage=covering[target.cloud],
         )
         for target in openstack_targets
     ]
@@ -148,6 +154,8 @@ def get_app(
     else:
         settings = Settings.from_env(os.environ if environ is None else environ)
     logs.configure(settings.log_level, settings.log_format)
+    excluded = ", ".join(f"{s.cloud}/{s.region}" for s in settings.exclude_regions)
+    log.info("regions excluded (INSTANCEAPI_EXCLUDE_REGIONS): %s", excluded or "none")
     metrics = Metrics()
     checker = build_checker(settings, metrics)
     Refresher(

@@ -80,14 +80,18 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     #: Bearer tokens the API accepts (empty: no authentication). Kept out of repr.
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: Catalog regions whose instances never register to this Satellite: not checked,
+    #: and their absence from the configuration is no doubt (INSTANCEAPI_EXCLUDE_REGIONS).
+    exclude_regions: tuple[TargetSpec, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from a mapping (os.environ in production, a dict in tests)."""
         env = _merged(environ)
         _reject_unknown(env)
+        targets = _targets(env, environ)
         return cls(
-            targets=_targets(env, environ),
+            targets=targets,
             timeout=_number(env, "TIMEOUT", 10.0, low=0.1, high=300.0),
             retries=int(_number(env, "RETRIES", 2, low=0, high=10, integer=True)),
             interface=_choice(env, "INTERFACE", None, _INTERFACES),
@@ -120,6 +124,7 @@ class Settings:
             forwarded_allow=_networks(env, "FORWARDED_ALLOW_IPS"),
             allowed_hosts=_hosts(env),
             api_tokens=_tokens(env, environ),
+            exclude_regions=_excluded(env, targets),
         )._checked()
 
     def _checked(self) -> Settings:
@@ -194,7 +199,16 @@ _KNOWN = {
     "WORKERS",
     "CONFIG_FILE",
     "ACCESS_LOG",
+    "EXCLUDE_REGIONS",
 }
+
+
+def merged_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Return INSTANCEAPI_* values from the config file, overridden by the environment.
+
+    Raises ConfigError naming INSTANCEAPI_CONFIG_FILE when that file cannot be read.
+    """
+    return _merged(environ)
 
 
 def _merged(environ: Mapping[str, str]) -> dict[str, str]:
@@ -253,6 +267,28 @@ def _targets(env: Mapping[str, str], environ: Mapping[str, str]) -> tuple[Target
             raise ConfigError(key, f"{item!r} is listed twice")
         specs.append(spec)
     return tuple(specs)
+
+
+def _excluded(env: Mapping[str, str], targets: tuple[TargetSpec, ...]) -> tuple[TargetSpec, ...]:
+    """Parse ``cloud/Region,...``: each of a configured cloud, none configured as a target."""
+    key = PREFIX + "EXCLUDE_REGIONS"
+    clouds = {spec.cloud for spec in targets}
+    found: list[TargetSpec] = []
+    for item in (part.strip() for part in env.get(key, "").split(",")):
+        if not item:
+            continue
+        cloud, _, region = (part.strip() for part in item.partition("/"))
+        spec = TargetSpec(cloud, region)
+        if not cloud or not region:
+            raise ConfigError(key, f"{item!r} is not 'cloud/Region'")
+        if cloud not in clouds:
+            raise ConfigError(key, f"{item!r}: cloud {cloud!r} is not in INSTANCEAPI_CLOUDS")
+        if spec in targets:
+            raise ConfigError(key, f"{item!r} is also configured in INSTANCEAPI_CLOUDS")
+        if spec in found:
+            raise ConfigError(key, f"{item!r} is listed twice")
+        found.append(spec)
+    return tuple(found)
 
 
 def _number(

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from instanceapi.config import ConfigError, Settings
 from instanceapi.openstack import NovaTarget, UpstreamError, build_targets
+from instanceapi.regions import RegionCoverage, coverages
 from instanceapi.target import lists_unreachable_cells
 from instanceapi.visibility import Rule, probe
 
@@ -54,27 +55,38 @@ def run(environ: Mapping[str, str], out: TextIO) -> int:
     except ConfigError as ex:
         print(f"✗ configuration: {ex}", file=out)
         return EXIT_CONFIG
+    excluded = ", ".join(f"{s.cloud}/{s.region}" for s in settings.exclude_regions)
     print(
         f"✓ configuration: {len(targets)} target(s), timeout {settings.timeout:g}s, "
-        f"{settings.retries} retries",
+        f"{settings.retries} retries; regions excluded (INSTANCEAPI_EXCLUDE_REGIONS): "
+        f"{excluded or 'none'}",
         file=out,
     )
     report = Report(out)
     warning = settings.exposure_warning()
     if warning:
         report.note(warning)
+    covering = coverages(targets, settings.exclude_regions)
     for target in targets:
         print(f"\n{target.name}", file=out)
-        check_target(target, report)
+        check_target(target, report, covering[target.cloud])
     verdict = "no problems" if not report.problems else f"{report.problems} problem(s)"
     print(f"\n{verdict} found", file=out)
     return EXIT_OK if not report.problems else EXIT_PROBLEM
 
 
-def check_target(target: NovaTarget, report: Report) -> None:
+def check_target(
+    target: NovaTarget, report: Report, coverage: RegionCoverage | None = None
+) -> None:
     """Run each step for one target; stop at the first step the others depend on."""
+    coverage = coverage or RegionCoverage(target.cloud, frozenset({target.region}))
+
+    def regions(target: NovaTarget, report: Report) -> None:
+        _regions(target, report, coverage)
+
     steps: list[Callable[[NovaTarget, Report], None]] = [
         _authenticate,
+        regions,
         _compute,
         _visibility,
         _count,
@@ -93,6 +105,16 @@ def check_target(target: NovaTarget, report: Report) -> None:
 def _authenticate(target: NovaTarget, report: Report) -> None:
     me = target.identity()
     report.ok(f"authenticated: project {me.project_id}, roles {', '.join(sorted(me.roles))}")
+
+
+def _regions(target: NovaTarget, report: Report, coverage: RegionCoverage) -> None:
+    found = target.compute_regions(fresh=True)
+    problem = coverage.problem(found)
+    if problem:
+        report.fail(f"every absent UUID would answer 500: {problem}")
+    else:
+        names = ", ".join(sorted(r or "(no region)" for r in found))
+        report.ok(f"compute regions in the catalog: {names}; all checked or excluded")
 
 
 def _compute(target: NovaTarget, report: Report) -> None:

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from typing import Any
 
-from instanceapi.config import ConfigError, Settings, private_dir_problem
+from instanceapi.config import ConfigError, Settings, merged_env, private_dir_problem
 
 #: Directories this master made, removed when it exits (never one it was given).
 _made: list[str] = []
@@ -38,13 +38,26 @@ def _stop(message: str) -> None:
     raise SystemExit(2)
 
 
+def _file_and_env() -> dict[str, str]:
+    """Return the settings as the service reads them: INSTANCEAPI_CONFIG_FILE, then the env."""
+    try:
+        return merged_env(os.environ)
+    except ConfigError as ex:
+        _stop(str(ex))
+        raise  # unreachable: _stop exits
+
+
+#: INSTANCEAPI_RUNTIME_DIR and INSTANCEAPI_ACCESS_LOG may come from the config file.
+_configured = _file_and_env()
+
+
 def _shared_dir(variable: str, default: str | None) -> str:
     """Return a private directory for the workers' shared files, made before they fork.
 
-    One that is given must already be private to this user (0700, ours): the
-    workers trust what they find in it.
+    One that is given (environment or INSTANCEAPI_CONFIG_FILE) must already be
+    private to this user (0700, ours): the workers trust what they find in it.
     """
-    given = os.environ.get(variable)
+    given = os.environ.get(variable) or _configured.get(variable)
     path = given or default or tempfile.mkdtemp(prefix="instanceapi-")
     if not given and default is None:
         _made.append(path)
@@ -128,7 +141,7 @@ keyfile = _settings.keyfile
 # check: its uuid (the path), answer, time (%(M)s ms), where the answer came from
 # (Instance-Source) and the request id the app echoes, to join with its own lines.
 # Behind the front proxy %(h)s is the proxy: xff= is the client it forwarded.
-accesslog = os.environ.get("INSTANCEAPI_ACCESS_LOG", "-")
+accesslog = _configured.get("INSTANCEAPI_ACCESS_LOG") or "-"
 access_log_format = (
     '%(h)s "%(r)s" %(s)s %(b)s %(M)sms source=%({instance-source}o)s '
     'rid=%({x-request-id}o)s xff=%({x-forwarded-for}i)s "%(a)s"'

@@ -183,8 +183,18 @@ class ReadyResource:
                 }
             )
         ok = all(t["ready"] for t in targets)
+        excluded = {
+            name
+            for t in self._checker.targets
+            if t.regions
+            for name in t.regions.coverage.excluded_names()
+        }
         resp.status = falcon.HTTP_200 if ok else falcon.HTTP_503
-        resp.media = {"ready": ok, "targets": targets} if self._detail else {"ready": ok}
+        resp.media = (
+            {"ready": ok, "targets": targets, "excluded_regions": sorted(excluded)}
+            if self._detail
+            else {"ready": ok}
+        )
 
     on_head = on_get
 

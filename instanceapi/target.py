@@ -19,6 +19,7 @@ from instanceapi.index import (
 )
 from instanceapi.index import lists_unreachable_cells as lists_unreachable_cells
 from instanceapi.openstack import Compute, UpstreamError
+from instanceapi.regions import RegionCoverage, RegionWatch
 from instanceapi.verdict import NOT_LISTED, Presence, Sighting
 from instanceapi.visibility import Rule, VisibilityTracker
 
@@ -34,8 +35,13 @@ class TargetChecker:
         resync_interval: float = 600.0,
         max_index_age: float = 300.0,
         clock: Callable[[], float] = time.time,
+        coverage: RegionCoverage | None = None,
     ) -> None:
         self.target = target
+        #: The catalog's regions against the configured ones (None: not checked).
+        self.regions = (
+            RegionWatch(target, coverage, interval=visibility_interval) if coverage else None
+        )
         self.visibility = VisibilityTracker(target, interval=visibility_interval, clock=clock)
         self.index = ServerIndex(target, resync_interval=resync_interval, clock=clock)
         self.max_index_age = max_index_age
@@ -63,12 +69,16 @@ class TargetChecker:
             self.identity_problem = ex.reason
         else:
             self.identity_problem = None
+            if self.regions:
+                self.regions.refresh()
 
     def readiness(self) -> str | None:
         """Return why this target is not ready, or None; never does I/O."""
         visibility = self.visibility.peek()
         if self.identity_problem:
             return f"Keystone: {self.identity_problem}"
+        if self.regions and self.regions.problem:
+            return f"cannot prove absence: {self.regions.problem}"
         if visibility.checked_at < 0 or visibility.rule is Rule.NONE:
             return f"cannot prove absence: {visibility.reason}"
         if self.index.age() is not None and not self.index_is_fresh():
@@ -111,6 +121,9 @@ class TargetChecker:
         )
 
     def _after_404(self, uuid: str, asked_at: float) -> Sighting:
+        uncovered = self.regions.current() if self.regions else None
+        if uncovered:
+            return self._seen(uuid, Presence.UNKNOWN, f"Nova answered 404, but {uncovered}")
         visibility = self.visibility.current(self.target.identity())
         if visibility.rule is Rule.BY_ID:
             return self._seen(

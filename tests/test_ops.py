@@ -239,7 +239,7 @@ def test_a_dead_workers_index_gauges_disappear(tmp_path):
         "m.index_success.labels('demo').set(1.0)\n"
     )
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    child = subprocess.Popen([sys.executable, "-c", worker], env=env)  # noqa: S603
+    child = subprocess.Popen([sys.executable, "-c", worker], env=env)
     assert child.wait(timeout=60) == 0
 
     def gauges() -> set[str]:

@@ -33,7 +33,20 @@ def build_targets(settings: Settings, observe: Observer = ignore) -> list[NovaTa
     for spec in settings.targets:
         for region in _regions(loader, spec):
             targets.append(_target(loader, spec.cloud, region, settings, observe))
+    _check_exclusions(settings, targets)
     return targets
+
+
+def _check_exclusions(settings: Settings, targets: list[NovaTarget]) -> None:
+    """Refuse a region both excluded and checked (clouds.yaml's regions included)."""
+    checked = {(t.cloud, t.region) for t in targets}
+    for spec in settings.exclude_regions:
+        if (spec.cloud, spec.region) in checked:
+            raise ConfigError(
+                "INSTANCEAPI_EXCLUDE_REGIONS",
+                f"{spec.cloud}/{spec.region} is excluded but configured "
+                f"(clouds.yaml lists it for cloud {spec.cloud!r})",
+            )
 
 
 def _regions(loader: openstack.config.OpenStackConfig, spec: TargetSpec) -> list[str | None]:
@@ -83,7 +96,7 @@ def _target(
     interface = settings.interface or configured or "public"
     return NovaTarget(
         cloud=cloud,
-        region=region or config.get_region_name("compute"),
+        region=region or config.get_region_name("compute") or None,
         session=session,
         interface=interface,
         retries=settings.retries,

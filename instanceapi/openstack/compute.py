@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import requests
+from keystoneauth1 import access as ksa_access
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import session as ksa_session
 from novaclient import api_versions
@@ -94,6 +95,9 @@ class Compute(Protocol):
 
     def microversion(self) -> str:
         """Return the negotiated compute microversion."""
+
+    def compute_regions(self, *, fresh: bool = False) -> frozenset[str]:
+        """Return the catalog's regions with a compute endpoint for our interface."""
 
     def ping_identity(self) -> None:
         """Raise UpstreamError unless Keystone answers (cheap, no token issued)."""
@@ -220,6 +224,37 @@ class NovaTarget:
                 raise self._error("Keystone authentication", ex) from ex
             self._breaker.succeeded()
             return access
+
+    def compute_regions(self, *, fresh: bool = False) -> frozenset[str]:
+        """Return the regions of the catalog that have a compute endpoint for our interface.
+
+        From the current token's catalog; `fresh` asks Keystone for the catalog as
+        of now (validating our own token), so that a region added since the token
+        was issued shows at once. A catalog that cannot be read raises UpstreamError.
+        """
+        access = self._authenticated()
+        try:
+            if fresh:
+                access = self._revalidated(access) or access
+            found = access.service_catalog.get_endpoints_data(
+                service_type="compute", interface=self._interface
+            )
+        except _FAILURES as ex:
+            raise self._error("reading the service catalog", ex) from ex
+        return frozenset(str(e.region_name or "") for e in found.get("compute", []))
+
+    def _revalidated(self, access: Any) -> Any:
+        """Return our token as Keystone validates it now (its catalog as of now), or None."""
+        try:
+            response = self._session.get(
+                f"{self._identity_url}/auth/tokens",
+                headers={"X-Subject-Token": access.auth_token},
+                connect_retries=0,
+            )
+            return ksa_access.create(resp=response)
+        except _FAILURES as ex:
+            log.info("%s: catalog not re-read (%s); using the token's", self.name, describe(ex))
+            return None
 
     def microversion(self) -> str:
         """Return the compute microversion this target talks."""
