@@ -217,3 +217,27 @@ def test_doctor_judges_application_credentials(
     assert doctor.run({"INSTANCEAPI_CLOUDS": "demo"}, out) == status, out.getvalue()
     assert said in out.getvalue()
     assert secret not in out.getvalue()
+
+
+def test_runtime_dir_and_access_log_from_the_config_file(cloud, tmp_path):
+    """INSTANCEAPI_CONFIG_FILE's RUNTIME_DIR and ACCESS_LOG are honoured by the Gunicorn config."""
+    runtime, access = tmp_path / "run", tmp_path / "access.log"
+    runtime.mkdir()
+    settings = tmp_path / "instanceapi.env"
+    settings.write_text(f"INSTANCEAPI_RUNTIME_DIR={runtime}\nINSTANCEAPI_ACCESS_LOG={access}\n")
+    env = env_for(cloud, tmp_path, INSTANCEAPI_CONFIG_FILE=str(settings))
+    with ServiceProcess(env, ready_path="/healthz") as service:
+        requests.get(f"{service.url}/check/{new_uuid()}", timeout=10)
+        assert (runtime / "metrics").is_dir()
+    assert "GET /check/" in access.read_text()
+    assert runtime.is_dir()  # configured: ours to use, not to remove
+
+
+def test_the_temporary_runtime_dir_is_removed_on_exit(cloud, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = env_for(cloud, tmp_path, TMPDIR=str(scratch))
+    with ServiceProcess(env, ready_path="/healthz"):
+        made = list(scratch.glob("instanceapi-*"))
+        assert len(made) == 1 and (made[0] / "metrics").is_dir()
+    assert not made[0].exists()
