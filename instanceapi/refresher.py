@@ -75,23 +75,12 @@ class Refresher:
 
     def _refresh(self, target: TargetChecker) -> float:
         started = time.perf_counter()
-        target.check_identity()
         name = target.target.name
         try:
+            target.check_identity()
             target.refresh_index()
-        except UpstreamError as ex:
-            if self._metrics:
-                self._metrics.refresh_failures.labels(name).inc()
-            delay = min(self._interval * 2.0 ** (target.index.failures - 1), self._max_backoff)
-            log.warning(
-                "%s: index refresh failed (%d in a row), keeping the last good index, "
-                "next try in %.0fs: %s",
-                target.target.name,
-                target.index.failures,
-                delay,
-                ex.reason,
-            )
-            return delay
+        except Exception as ex:  # no failure of one target may stop the others
+            return self._failed(target, ex)
         if self._metrics:
             self._metrics.index_size.labels(name).set(len(target.index))
             self._metrics.index_success.labels(name).set(time.time())
@@ -100,11 +89,32 @@ class Refresher:
             log.warning("%s: index is incomplete: %s", name, target.index.incomplete)
         log.debug(
             "%s: index refreshed: %d servers in %.2fs",
-            target.target.name,
+            name,
             len(target.index),
             time.perf_counter() - started,
         )
         return self._interval
+
+    def _failed(self, target: TargetChecker, ex: Exception) -> float:
+        """Count and log a failed refresh; return the delay before the next try."""
+        if self._metrics:
+            self._metrics.refresh_failures.labels(target.target.name).inc()
+        failures = max(1, target.index.failures)
+        delay = min(self._interval * 2.0 ** (failures - 1), self._max_backoff)
+        if isinstance(ex, UpstreamError):
+            reason = ex.reason
+        else:  # a bug, or an answer nobody foresaw: loud, but the other targets go on
+            log.error("%s: index refresh failed unexpectedly", target.target.name, exc_info=ex)
+            reason = f"unexpected {type(ex).__name__}"
+        log.warning(
+            "%s: index refresh failed (%d in a row), keeping the last good index, "
+            "next try in %.0fs: %s",
+            target.target.name,
+            failures,
+            delay,
+            reason,
+        )
+        return delay
 
     def _report_staleness(self, number: int, target: TargetChecker) -> None:
         fresh = target.index_is_fresh()

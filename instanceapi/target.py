@@ -7,6 +7,7 @@ everything else is doubt.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,8 @@ from instanceapi.openstack import Compute, UpstreamError
 from instanceapi.regions import RegionCoverage, RegionWatch
 from instanceapi.verdict import NOT_LISTED, Presence, Sighting
 from instanceapi.visibility import Rule, VisibilityTracker
+
+log = logging.getLogger(__name__)
 
 
 class TargetChecker:
@@ -110,6 +113,9 @@ class TargetChecker:
             return self._after_404(uuid, asked_at)
         except UpstreamError as ex:
             return self._seen(uuid, Presence.UNKNOWN, ex.reason, failed=True)
+        except Exception:  # a bug or an unforeseen answer: doubt for this target, never absence
+            log.exception("%s: looking up %s failed unexpectedly", self.target.name, uuid)
+            return self._seen(uuid, Presence.UNKNOWN, "the lookup failed unexpectedly", failed=True)
 
     def sight_in_index(self, uuid: str) -> Sighting | None:
         """Return a PRESENT sighting if a fresh index lists `uuid`, else None (no I/O)."""

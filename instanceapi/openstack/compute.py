@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 #: Below 2.69 Nova silently leaves out servers of unreachable cells from listings.
 WANTED_MICROVERSION = api_versions.APIVersion("2.69")
 LISTING_PAGE = 1000
+#: A listing longer than this many pages is taken for one that never ends (a
+#: proxy replaying pages): 10 million servers at Nova's default page of 1,000.
+MAX_LISTING_PAGES = 10_000
 _FAILURES: tuple[type[BaseException], ...] = (
     ksa_exc.ClientException,
     nova_exc.ClientException,
@@ -135,6 +138,7 @@ class NovaTarget:
         self.endpoint: str | None = None
         self._nova_time: float | None = None
         self.offered_microversion: str | None = None
+        self.max_listing_pages = MAX_LISTING_PAGES
         auth_url = str(getattr(session.auth, "auth_url", "") or "")
         self._identity_url = auth_url.rstrip("/")
         prefix = self._identity_url.removesuffix("/v3").removesuffix("/v2.0")
@@ -183,14 +187,27 @@ class NovaTarget:
         params: dict[str, str] = {"all_tenants": "1", "limit": str(page_limit)}
         if changes_since:
             params["changes-since"] = changes_since
-        pages = 0
-        while max_pages is None or pages < max_pages:
+        markers: set[str] = set()
+        bound = self.max_listing_pages if max_pages is None else max_pages
+        for pages in range(1, bound + 1):
             page, more = self._list_page(params)
-            pages += 1
             yield page
-            if not more or not page:
+            if not more or not page or pages == max_pages:
                 return
-            params["marker"] = page[-1]["id"]
+            marker = page[-1]["id"]
+            if marker in markers:
+                raise UpstreamError(
+                    self.name,
+                    f"GET /servers/detail did not advance: page {pages + 1} would start "
+                    f"again after {marker} (a marker ignored, or a page replayed)",
+                )
+            markers.add(marker)
+            params["marker"] = marker
+        raise UpstreamError(
+            self.name,
+            f"GET /servers/detail still offered a next page after {bound} pages: "
+            "taken for a listing that never ends",
+        )
 
     def unfiltered_page(self, *, detail: bool) -> list[dict[str, Any]]:
         """Return the first page of the all-project listing with no parameter but all_tenants.
@@ -296,12 +313,14 @@ class NovaTarget:
         try:
             _resp, body = once_more_on_401(lambda: self._nova().client.get(url))
             servers = body["servers"]
-            if not isinstance(servers, list) or not all("id" in s for s in servers):
-                raise ValueError("listing without server ids")
             links = body.get("servers_links") or []
+            more = any(isinstance(link, dict) and link.get("rel") == "next" for link in links)
         except _FAILURES as ex:
             raise self._error(f"GET {path}", ex) from ex
-        return servers, any(link.get("rel") == "next" for link in links)
+        problem = malformed(servers)
+        if problem:
+            raise UpstreamError(self.name, f"GET {path} answered a malformed page: {problem}")
+        return servers, more
 
     def _nova(self) -> Any:
         """Return the novaclient client, negotiating the microversion once."""
@@ -400,6 +419,24 @@ def once_more_on_401(call: Callable[[], T]) -> T:
         return call()
     except nova_exc.Unauthorized:
         return call()
+
+
+def malformed(servers: object) -> str | None:
+    """Return what is wrong with a listing page's servers, or None if each is a server.
+
+    NOTE: a server is an object with a string id and, if any, a string status;
+    anything else (a proxy's garbage, a truncated body) is doubt, never a skip.
+    """
+    if not isinstance(servers, list):
+        return f"'servers' is a JSON {type(servers).__name__}, not a list"
+    for number, server in enumerate(servers, start=1):
+        if not isinstance(server, dict):
+            return f"item {number} is a JSON {type(server).__name__}, not a server object"
+        if not isinstance(server.get("id"), str) or not server["id"]:
+            return f"item {number} has no server id"
+        if not isinstance(server.get("status") or "", str):
+            return f"item {number} has a status that is not a string"
+    return None
 
 
 _NOT_FOUND = re.compile(r"Instance (\S+) could not be found\.?")
