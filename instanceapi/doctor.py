@@ -131,7 +131,7 @@ def _compute(target: NovaTarget, report: Report) -> None:
 
 
 def _visibility(target: NovaTarget, report: Report) -> None:
-    seen = probe(target, time.time())
+    seen = probe(target, time.monotonic())
     if seen.rule is Rule.BY_ID:
         report.ok(f"sees every project's servers by id: {seen.reason}")
     elif seen.rule is Rule.LISTING:

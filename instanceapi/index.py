@@ -40,28 +40,38 @@ class IndexState:
 
     statuses: dict[str, str]
     deleted_seen: dict[str, float]
-    synced_from: float | None = None  # our clock when the newest listing started
+    synced_from: float | None = None  # our monotonic clock when the newest listing started
     full_from: float | None = None
     full_since: str | None = None  # the changes-since of the last full sync
-    #: Nova's clock minus ours, measured as the newest listing ended (None: unknown).
+    #: Nova's clock minus our wall clock, measured as the newest listing ended (None: unknown).
     nova_offset: float | None = None
     #: Why a listing of this table may have skipped servers (a cell down), None if none.
     incomplete: str | None = None
+    #: Our wall clock when the newest listing started: where the next changes-since starts.
+    synced_wall: float | None = None
 
 
 class ServerIndex:
-    """Statuses of every server of one target, by lower-case id."""
+    """Statuses of every server of one target, by lower-case id.
+
+    NOTE: every "which came first / how old" comparison uses `clock`, a monotonic
+    one: an NTP step of the wall clock must not make a listing read before a
+    question look newer than it. The wall clock (`wall`), corrected by Nova's
+    Date header, only builds changes-since values.
+    """
 
     def __init__(
         self,
         target: Compute,
         *,
         resync_interval: float = 600.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.target = target
         self._resync_interval = resync_interval
         self._clock = clock
+        self._wall = wall
         self._lock = threading.Lock()
         self._state = IndexState({}, {})
         self.failures = 0
@@ -124,7 +134,7 @@ class ServerIndex:
             self._refresh_locked(full_since, check_cells=check_cells)
 
     def _refresh_locked(self, full_since: str | None, *, check_cells: bool = False) -> None:
-        state, started = self._state, self._clock()
+        state, started, started_wall = self._state, self._clock(), self._wall()
         try:
             down = self._down_cell_servers() if check_cells else None
             full = (
@@ -134,7 +144,7 @@ class ServerIndex:
                 # The cells answer again: what they hid is read now, not at the next resync.
                 or (state.incomplete is not None and down == 0)
             )
-            fresh = self._read(state, started, full, full_since)
+            fresh = self._read(state, (started, started_wall), full, full_since)
             self._state = dataclasses.replace(fresh, incomplete=_incomplete(state, full, down))
         except UpstreamError as ex:
             self.failures += 1
@@ -143,15 +153,21 @@ class ServerIndex:
         self.failures, self.last_error = 0, None
 
     def _read(
-        self, state: IndexState, started: float, full: bool, full_since: str | None
+        self,
+        state: IndexState,
+        began: tuple[float, float],
+        full: bool,
+        full_since: str | None,
     ) -> IndexState:
+        started, started_wall = began
         if full:
             statuses: dict[str, str] = {}
             deleted_seen: dict[str, float] = {}
             since = full_since
         else:
             statuses, deleted_seen = dict(state.statuses), dict(state.deleted_seen)
-            since = iso(window_start(state.synced_from or started, state.nova_offset))
+            last = started_wall if state.synced_wall is None else state.synced_wall
+            since = iso(window_start(last, state.nova_offset))
         for page in self.target.list_servers(changes_since=since):
             for server in page:
                 uuid = str(server["id"]).lower()
@@ -159,15 +175,16 @@ class ServerIndex:
                 status = sys.intern(str(server.get("status") or UNKNOWN))
                 statuses[uuid] = status
                 if status == DELETED:
-                    deleted_seen.setdefault(uuid, started)
+                    deleted_seen.setdefault(uuid, started_wall)
         # Only a listing read to its last page gets here (a failing page raises).
         return IndexState(
             statuses,
             deleted_seen,
-            started,
-            started if full else state.full_from,
-            full_since if full else state.full_since,
-            self._nova_offset(state.nova_offset),
+            synced_from=started,
+            full_from=started if full else state.full_from,
+            full_since=full_since if full else state.full_since,
+            nova_offset=self._nova_offset(state.nova_offset),
+            synced_wall=started_wall,
         )
 
     def _down_cell_servers(self) -> int | None:
@@ -178,9 +195,9 @@ class ServerIndex:
         return sum(1 for server in page if server.get("status") == UNKNOWN)
 
     def _nova_offset(self, previous: float | None) -> float | None:
-        """Return Nova's clock minus ours, from the Date of the answer just read."""
+        """Return Nova's clock minus our wall clock, from the Date of the answer just read."""
         nova = self.target.nova_time()
-        return previous if nova is None else nova - self._clock()
+        return previous if nova is None else nova - self._wall()
 
 
 def _incomplete(previous: IndexState, full: bool, down: int | None) -> str | None:

@@ -37,16 +37,19 @@ class TargetChecker:
         visibility_interval: float = 300.0,
         resync_interval: float = 600.0,
         max_index_age: float = 300.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         coverage: RegionCoverage | None = None,
     ) -> None:
+        """`clock` orders events and measures ages (monotonic); `wall` only builds
+        changes-since values (see ServerIndex)."""
         self.target = target
         #: The catalog's regions against the configured ones (None: not checked).
         self.regions = (
             RegionWatch(target, coverage, interval=visibility_interval) if coverage else None
         )
         self.visibility = VisibilityTracker(target, interval=visibility_interval, clock=clock)
-        self.index = ServerIndex(target, resync_interval=resync_interval, clock=clock)
+        self.index = ServerIndex(target, resync_interval=resync_interval, clock=clock, wall=wall)
         self.max_index_age = max_index_age
         self._clock = clock
         #: Why Keystone is not usable now, None when it is (kept by the refresher).

@@ -217,7 +217,7 @@ def test_listing_rule_survives_a_clock_ahead_of_novas(requests_mock):
     cloud = FakeCloud(requests_mock, roles=READER, can_list_all=True)
     cloud.add(project_id=OTHER_PROJECT)
     gone = cloud.add("DELETED", project_id=OTHER_PROJECT)
-    target = TargetChecker(cloud.target(), clock=lambda: time.time() + 600)
+    target = TargetChecker(cloud.target(), wall=lambda: time.time() + 600)
     client = testing.TestClient(create_app(SETTINGS, checker=Checker([target])))
     assert client.simulate_get(f"/check/{gone}").status_code == 404  # full listing read
     late = cloud.add(project_id=OTHER_PROJECT)  # created now, by Nova's clock

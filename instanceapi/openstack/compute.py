@@ -10,6 +10,7 @@ import email.utils
 import logging
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ class NovaTarget:
         retries: int,
         observe: Observer = ignore,
         breaker: Breaker | None = None,
+        wall: Callable[[], float] | None = None,
     ) -> None:
         self.cloud = cloud
         self.region = region
@@ -131,6 +133,8 @@ class NovaTarget:
         self._retries = retries
         self._observe = observe
         self._client: Any = None
+        self._wall = wall or _wall_now
+        self._client_made_at = 0.0
         self._lock = threading.Lock()
         #: One authentication at a time, and none while Keystone is being left alone.
         self._auth_lock = threading.Lock()
@@ -327,6 +331,15 @@ class NovaTarget:
         with self._lock:
             if self._client is None:
                 self._client = self._negotiate()
+                self._client_made_at = self._wall()
+            elif self._wall() < self._client_made_at:
+                # NOTE: keystoneauth's Adapter (novaclient's SessionClient) starts a
+                # rate timer at time.time() when made, and every request waits until
+                # the wall clock is past it: after an NTP step back, every Nova call
+                # would sleep until the clock catches up. A new adapter starts anew.
+                log.warning("%s: the wall clock stepped back; new compute adapter", self.name)
+                self._client = self._make_client(self._client.api_version)
+                self._client_made_at = self._wall()
             return self._client
 
     def _negotiate(self) -> Any:
@@ -405,6 +418,11 @@ class NovaTarget:
 
 
 T = TypeVar("T")
+
+
+def _wall_now() -> float:
+    """Return time.time(), looked up at each call (the clock keystoneauth's adapters use)."""
+    return time.time()
 
 
 def once_more_on_401(call: Callable[[], T]) -> T:
