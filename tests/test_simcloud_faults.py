@@ -201,3 +201,28 @@ def test_fault_set_before_start_applies() -> None:
         assert _port_refuses(cloud.nova_url())
         cloud.clear_faults()
         assert not _port_refuses(cloud.nova_url())
+
+
+def test_replay_pages_fault_ignores_the_marker() -> None:
+    """A proxy replaying page 1: the next link's marker is dropped, page 1 comes again."""
+    with SimulatedCloud(max_limit=3) as cloud:
+        cloud.populate(7)
+        sess = password_session(cloud)
+        url = cloud.nova_url() + "/servers/detail?all_tenants=1&limit=3"
+        first = sess.get(url).json()
+        follow = first["servers_links"][0]["href"]
+        assert sess.get(follow).json()["servers"] != first["servers"]
+        cloud.fault("nova", replay_pages=True)
+        again = sess.get(follow).json()
+        assert [s["id"] for s in again["servers"]] == [s["id"] for s in first["servers"]]
+        assert again["servers_links"][0]["href"] == follow  # never advances
+
+
+def test_bad_item_fault_puts_a_non_object_in_every_page(cloud: SimulatedCloud) -> None:
+    cloud.populate(2)
+    sess = password_session(cloud)
+    cloud.fault("nova", bad_item=True)
+    servers = sess.get(cloud.nova_url() + "/servers/detail?all_tenants=1").json()["servers"]
+    assert len(servers) == 3 and isinstance(servers[0], str)
+    server = cloud.add_server(project="admin")
+    assert sess.get(f"{cloud.nova_url()}/servers/{server.id}").json()["server"]["id"] == server.id

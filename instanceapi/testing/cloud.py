@@ -232,12 +232,24 @@ class SimulatedCloud(ComputeOps):
         fail_page: int | None = None,
         hide_cell: str | None = None,
         retry_after: int = 1,
+        replay_pages: bool = False,
+        bad_item: bool = False,
     ) -> None:
         """Replace the fault of Keystone or of one region's Nova."""
         if service not in SERVICES:
             raise ValueError(f"service must be one of {SERVICES}")
         name = self._region_name(region) if service == "nova" else None
-        new = Fault(down, status, delay, garbage, fail_page, hide_cell, retry_after)
+        new = Fault(
+            down,
+            status,
+            delay,
+            garbage,
+            fail_page,
+            hide_cell,
+            retry_after,
+            replay_pages=replay_pages,
+            bad_item=bad_item,
+        )
         with self._state.lock:
             self._state.faults[CloudState.fault_key(service, name)] = new
         listener = self._keystone if service == "keystone" else self._nova.get(name or "")

@@ -13,7 +13,17 @@ if TYPE_CHECKING:
     from instanceapi.testing.cloud import SimulatedCloud
 
 Handler = Callable[["SimulatedCloud", Request, dict[str, Any], str], Response]
-FAULT_KEYS = ("region", "down", "status", "delay", "garbage", "fail_page", "hide_cell")
+FAULT_KEYS = (
+    "region",
+    "down",
+    "status",
+    "delay",
+    "garbage",
+    "fail_page",
+    "hide_cell",
+    "replay_pages",
+    "bad_item",
+)
 OK = {"ok": True}
 
 

@@ -93,6 +93,10 @@ class Fault:
     fail_page: int | None = None
     hide_cell: str | None = None
     retry_after: int = 1
+    #: Listings ignore their marker: every page is the first (a proxy replaying it).
+    replay_pages: bool = False
+    #: Every listing page carries an item that is not a server object.
+    bad_item: bool = False
 
     @property
     def active(self) -> bool:

@@ -7,6 +7,7 @@ import http
 import threading
 import uuid
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 from instanceapi.testing.compute import Region
 from instanceapi.testing.httpd import App, Request, Response
@@ -87,6 +88,23 @@ def request_id_headers() -> dict[str, str]:
     return {"x-openstack-request-id": f"req-{uuid.uuid4()}"}
 
 
+#: What a listing page carries under the bad_item fault: text where a server should be.
+BAD_ITEM = "id=0; not a server"
+
+
+def _listing_faults(fault: Fault, listing: bool, app: App, request: Request) -> Response:
+    """Answer, replaying page 1 (marker ignored) or spoiling a page, as the fault says."""
+    if listing and fault.replay_pages:
+        params = {k: v for k, v in request.params.items() if k != "marker"}
+        query = urlencode(params, doseq=True)
+        request = dataclasses.replace(request, params=params, query=query)
+    response = app(request)
+    servers = response.body.get("servers") if isinstance(response.body, dict) else None
+    if listing and fault.bad_item and isinstance(servers, list):
+        servers.insert(0, BAD_ITEM)
+    return response
+
+
 def guarded(
     state: CloudState,
     service: str,
@@ -109,7 +127,7 @@ def guarded(
         elif fault.garbage:
             response = Response(200, GARBAGE, {"Content-Type": "application/json"})
         else:
-            response = app(request)
+            response = _listing_faults(fault, classify(request) == "list", app, request)
         state.stats.record(RequestRecord(service, request.method, request.target, response.status))
         return response
 
