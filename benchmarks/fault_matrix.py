@@ -97,6 +97,9 @@ class Lab:
     workers: dict[str, set[int]] = field(default_factory=dict)
     #: A server another project is building during a case (None: none).
     building: str | None = None
+    #: The services' wall clock is real time plus the seconds written here (see STEPPED_CLOCK).
+    clock_step: Path | None = None
+    workdir: Path | None = None
 
     def fresh_deleted(self) -> str:
         """Return an instance deleted just now, never asked about (no cached verdict)."""
@@ -120,11 +123,37 @@ def fresh_existing(cloud: SimulatedCloud) -> dict[str, str]:
     }
 
 
+#: Installed as sitecustomize.py for every service: its time.time() (the wall clock,
+#: not the monotonic one) is real time plus a step read from a file, as after an NTP
+#: step. What libfaketime would do, in Python, re-read at most every 0.1 s.
+STEPPED_CLOCK = """
+import os, time
+_real, _monotonic, _path = time.time, time.monotonic, os.environ.get("FAULT_MATRIX_CLOCK_STEP")
+_cache = [0.0, -1.0]
+def _stepped():
+    now = _monotonic()
+    if now - _cache[1] > 0.1:
+        try:
+            with open(_path) as f:
+                _cache[0] = float(f.read() or 0)
+        except (OSError, ValueError):
+            _cache[0] = 0.0
+        _cache[1] = now
+    return _real() + _cache[0]
+if _path:
+    time.time = _stepped
+"""
+
+
 def start_lab(name: str, workdir: Path, *, max_microversion: str = "2.96") -> Lab:
     """Start a two-region cloud (pages of 4 servers) and its three services."""
     cloud = SimulatedCloud(
         regions=("RegionOne", "RegionTwo"), max_microversion=max_microversion, max_limit=4
     ).start()
+    step = workdir / f"clock-step-{name}"
+    step.write_text("0")
+    (workdir / "clock").mkdir(exist_ok=True)
+    (workdir / "clock" / "sitecustomize.py").write_text(STEPPED_CLOCK)
     try:
         existing = fresh_existing(cloud)
         for i in range(6):  # more than one page per region
@@ -133,7 +162,9 @@ def start_lab(name: str, workdir: Path, *, max_microversion: str = "2.96") -> La
         with ThreadPoolExecutor(len(MODES)) as pool:
             started = dict(
                 zip(
-                    MODES, pool.map(lambda m: _start_service(cloud, workdir, m), MODES), strict=True
+                    MODES,
+                    pool.map(lambda m: _start_service(cloud, workdir, m, step), MODES),
+                    strict=True,
                 )
             )
     except BaseException:
@@ -141,12 +172,14 @@ def start_lab(name: str, workdir: Path, *, max_microversion: str = "2.96") -> La
         raise
     old_nova = tuple(map(int, max_microversion.split("."))) < (2, 69)
     baseline = {m: 500 if m == "listing" and old_nova else 404 for m in MODES}
-    lab = Lab(name, cloud, started, existing, baseline)
+    lab = Lab(name, cloud, started, existing, baseline, clock_step=step, workdir=workdir)
     lab.workers = {m: lab.worker_pids(m) for m in MODES}
     return lab
 
 
-def _start_service(cloud: SimulatedCloud, workdir: Path, mode: str) -> ServiceProcess:
+def _start_service(
+    cloud: SimulatedCloud, workdir: Path, mode: str, step: Path | None = None
+) -> ServiceProcess:
     user = MODE_USER[mode]
     path = cloud.write_clouds_yaml(workdir / f"clouds-{user}-{id(cloud)}.yaml", user=user)
     env = {
@@ -155,6 +188,8 @@ def _start_service(cloud: SimulatedCloud, workdir: Path, mode: str) -> ServicePr
         **COMMON_ENV,
         **MODE_ENV[mode],
     }
+    if step is not None:
+        env |= {"PYTHONPATH": str(workdir / "clock"), "FAULT_MATRIX_CLOCK_STEP": str(step)}
     service = ServiceProcess(env, workers=MODE_WORKERS[mode], ready_path="/healthz")
     service.start()
     return service
@@ -253,7 +288,8 @@ def _reasons(response: requests.Response) -> str:
     if not isinstance(body, dict):
         return ""
     parts = [str(body.get("detail") or body.get("description") or "")]
-    parts += [str(t.get("detail")) for t in body.get("targets") or [] if isinstance(t, dict)]
+    targets = [t for t in body.get("targets") or [] if isinstance(t, dict)]
+    parts += [str(t.get("detail") or t.get("reason")) for t in targets]
     return " | ".join(parts)
 
 
@@ -370,6 +406,35 @@ def _listing_pages(lab: Lab) -> None:
         lab.cloud.fault("nova", region=region, fail_page=2)
 
 
+def listing_fault(**fault: object) -> Callable[[Lab], None]:
+    """Return a listing fault on every region, with changes-since listings of several pages."""
+
+    def apply(lab: Lab) -> None:
+        for region in lab.cloud.regions:
+            for i in range(5):
+                lab.cloud.add_server(project="gamma", region=region, name=f"page-{i}")
+            lab.cloud.fault("nova", region=region, **fault)  # type: ignore[arg-type]
+
+    return apply
+
+
+def wall_clock_step(seconds: float) -> Callable[[Lab], None]:
+    """Return a step of every service's wall clock, then instances created after it."""
+
+    def apply(lab: Lab) -> None:
+        assert lab.clock_step is not None
+        lab.clock_step.write_text(str(seconds))
+        time.sleep(0.3)  # every process re-reads the step within 0.1 s
+        lab.existing = fresh_existing(lab.cloud)  # created after the step, asked at once
+
+    return apply
+
+
+def _clock_back(lab: Lab) -> None:
+    assert lab.clock_step is not None
+    lab.clock_step.write_text("0")
+
+
 TIMED_OUT = r"timed out|ConnectTimeout|ReadTimeout"
 # A failed re-authentication is reported as "Keystone (<url>), needed for <call>,
 # failed: ..." (tests/test_regressions.py).
@@ -399,6 +464,32 @@ CASES = (
         lab="old-nova",
     ),
     Case("Token revoked mid-run", _revoke, {m: HEALTHY for m in MODES}, r"^$", sequential=True),
+    Case(
+        "Listing replays page 1 forever (marker ignored)",
+        listing_fault(replay_pages=True),
+        {"warm": HEALTHY, "cold": HEALTHY, "listing": "200 200 200 500"},
+        r"did not advance",
+    ),
+    Case(
+        "Listing page carries an item that is not a server",
+        listing_fault(bad_item=True),
+        {"warm": HEALTHY, "cold": HEALTHY, "listing": "200 200 200 500"},
+        r"malformed page",
+    ),
+    Case(
+        "Wall clock steps back 2 min; instances created after it",
+        wall_clock_step(-120.0),
+        {m: HEALTHY for m in MODES},
+        r"^$",
+        clear=_clock_back,
+    ),
+    Case(
+        "Wall clock steps forward 1 h; instances created after it",
+        wall_clock_step(3600.0),
+        {m: HEALTHY for m in MODES},
+        r"^$",
+        clear=_clock_back,
+    ),
     Case(
         "An UNKNOWN-status instance (cell down)",
         _cell_down,
@@ -732,6 +823,46 @@ def _wait_for_replacement(lab: Lab, mode: str, before: set[int], victim: int | N
     return False
 
 
+# -- a catalog region the configuration does not name ---------------------------------------------
+
+UNCOVERED_EXPECTED = "200 500 200 500"
+
+
+def run_uncovered_region(lab: Lab) -> Row:
+    """A service whose clouds.yaml names RegionOne only, while the catalog also has RegionTwo.
+
+    The RegionTwo instance must not be answered absent, nor any deleted one: the
+    cloud has a region nobody checks (500 naming it); /readyz is 503.
+    """
+    assert lab.workdir is not None
+    path = lab.cloud.write_clouds_yaml(
+        lab.workdir / f"clouds-r1-only-{id(lab.cloud)}.yaml", regions=["RegionOne"]
+    )
+    env = {
+        "OS_CLIENT_CONFIG_FILE": str(path),
+        "INSTANCEAPI_CLOUDS": "demo",
+        **COMMON_ENV,
+        **MODE_ENV["warm"],
+    }
+    case = Case(
+        "A catalog region the configuration does not name (clouds.yaml: RegionOne only)",
+        lambda _: None,
+        {"warm": UNCOVERED_EXPECTED},
+        r"RegionTwo.*INSTANCEAPI_EXCLUDE_REGIONS",
+    )
+    with ServiceProcess(env, workers=1, ready_path="/healthz") as service:
+        deleted = lab.fresh_deleted()
+        answers = {}
+        for column in COLUMNS:
+            uuid = {**lab.existing, "deleted": deleted, "invalid": INVALID}[column]
+            answers[column] = ask(service, uuid)
+        ready = ask_path(service, "/readyz")
+    problems = judge(case, "warm", answers, lab)
+    if ready.status != 503 or "RegionTwo" not in ready.text:
+        problems.append(f"/readyz answered {ready.status}, not a 503 naming RegionTwo")
+    return Row(case.name, "warm", answers, None, problems)
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 
@@ -772,6 +903,7 @@ def run_all(workdir: Path, progress: Callable[[str], None] = lambda _: None) -> 
             rows += run_case(running[case.lab], case)
             progress(f"{case.name}: {time.monotonic() - started:.1f}s")
         rows.append(run_worker_kill(running["main"]))
+        rows.append(run_uncovered_region(running["main"]))
     return rows
 
 

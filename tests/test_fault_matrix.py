@@ -19,7 +19,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.fault_matrix import CASES, MODES, Case, Lab, labs, run_case, run_worker_kill, table
+from benchmarks.fault_matrix import (
+    CASES,
+    MODES,
+    Case,
+    Lab,
+    labs,
+    run_case,
+    run_uncovered_region,
+    run_worker_kill,
+    table,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +52,10 @@ def test_a_gunicorn_worker_killed_mid_request(running: dict[str, Lab]) -> None:
     assert not row.problems, table([row])
     # The request the killed worker held got no answer at all: never a 404.
     assert row.answers["deleted"].status == "reset"
+
+
+def test_a_catalog_region_the_configuration_does_not_name(running: dict[str, Lab]) -> None:
+    row = run_uncovered_region(running["main"])
+    assert row.false_404s == 0, table([row])
+    assert not row.problems, table([row])
+    assert row.answers["existing R2"].status == 500
