@@ -26,6 +26,10 @@ def demo(cloud):
     return seed_demo(cloud)
 
 
+#: The cloud's catalog has RegionTwo too: checking RegionOne alone needs it excluded.
+ONLY_REGION_ONE = {"INSTANCEAPI_EXCLUDE_REGIONS": "demo/RegionTwo"}
+
+
 def service_env(cloud, tmp_path, **kwargs):
     # NOTE: no Keystone pause: these tests switch faults on and off between two
     # requests; the pause has its own tests (test_budget, test_security_e2e).
@@ -181,7 +185,8 @@ def wait_for_index(service, timeout=20.0):
 
 def test_member_credentials_never_give_404(cloud, demo, tmp_path):
     with ServiceProcess(
-        service_env(cloud, tmp_path, user="member", clouds="demo/RegionOne"), ready_path="/healthz"
+        service_env(cloud, tmp_path, user="member", clouds="demo/RegionOne", **ONLY_REGION_ONE),
+        ready_path="/healthz",
     ) as service:
         assert get(service, "/readyz").status_code == 503
         answer = get(service, f"/check/{demo['deleted'][0]}")
@@ -190,8 +195,12 @@ def test_member_credentials_never_give_404(cloud, demo, tmp_path):
 
 
 def test_reader_with_listing_override_uses_the_listing(cloud, demo, tmp_path):
-    env = service_env(cloud, tmp_path, user="reader-all", clouds="demo/RegionOne")
+    env = service_env(
+        cloud, tmp_path, user="reader-all", clouds="demo/RegionOne", **ONLY_REGION_ONE
+    )
     with ServiceProcess(env, ready_path="/readyz") as service:
+        assert "regions excluded (INSTANCEAPI_EXCLUDE_REGIONS): demo/RegionTwo" in service.log_text
+        assert get(service, "/readyz").json()["excluded_regions"] == ["demo/RegionTwo"]
         other = cloud.add_server(project="gamma")
         present = get(service, f"/check/{other.id}")
         assert present.status_code == 200
@@ -235,7 +244,8 @@ def test_gunicorn_check_config(cloud, tmp_path):
 def test_cli_check_exit_statuses(cloud, demo, tmp_path, monkeypatch, capsys):
     from instanceapi.cli import main
 
-    for key, value in service_env(cloud, tmp_path, clouds="demo/RegionOne").items():
+    env = service_env(cloud, tmp_path, clouds="demo/RegionOne", **ONLY_REGION_ONE)
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert main(["check", demo["existing"][0]]) == 0
     assert main(["check", demo["deleted"][0]]) == 1
