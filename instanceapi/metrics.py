@@ -94,7 +94,7 @@ class Metrics:
     def count_check(self, code: int, source: str) -> None:
         """Count one answered check (label children cached: this is the hot path)."""
         key = (code, source)
-        if code == 503:
+        if code == 503 and source == "overloaded":
             self.overloaded.inc()
         child = self._check_children.get(key)
         if child is None:
