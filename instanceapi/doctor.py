@@ -78,27 +78,30 @@ def run(environ: Mapping[str, str], out: TextIO) -> int:
 def check_target(
     target: NovaTarget, report: Report, coverage: RegionCoverage | None = None
 ) -> None:
-    """Run each step for one target; stop at the first step the others depend on."""
+    """Run each step for one target; stop at the first step the others depend on.
+
+    A catalog region nobody checks is reported, and the other steps still run.
+    """
     coverage = coverage or RegionCoverage(target.cloud, frozenset({target.region}))
 
     def regions(target: NovaTarget, report: Report) -> None:
         _regions(target, report, coverage)
 
-    steps: list[Callable[[NovaTarget, Report], None]] = [
-        _authenticate,
-        regions,
-        _compute,
-        _visibility,
-        _count,
+    steps: list[tuple[Callable[[NovaTarget, Report], None], bool]] = [
+        (_authenticate, True),
+        (regions, False),
+        (_compute, True),
+        (_visibility, True),
+        (_count, True),
     ]
-    for step in steps:
+    for step, blocking in steps:
         before = report.problems
         try:
             step(target, report)
         except UpstreamError as ex:
             hint = _HINTS.get(ex.status or 0, "")
             report.fail(ex.reason + (f": {hint}" if hint else ""))
-        if report.problems > before:
+        if blocking and report.problems > before:
             return
 
 
