@@ -113,6 +113,12 @@ def _authenticate(target: NovaTarget, report: Report) -> None:
 def _regions(target: NovaTarget, report: Report, coverage: RegionCoverage) -> None:
     found = target.compute_regions(fresh=True)
     problem = coverage.problem(found)
+    if target.region and target.region not in found:
+        names = ", ".join(sorted(r or "(no region)" for r in found)) or "none"
+        report.fail(
+            f"the catalog has no compute endpoint in region {target.region} "
+            f"(a typo? its compute regions: {names})"
+        )
     if problem:
         report.fail(f"every absent UUID would answer 500: {problem}")
     else:

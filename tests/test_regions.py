@@ -215,3 +215,9 @@ def test_a_region_added_to_the_catalog_is_caught_at_the_next_check(requests_mock
     verdict = checker.sight(new_uuid())
     assert verdict.presence is Presence.UNKNOWN
     assert "RegionTwo" in verdict.detail
+
+
+def test_doctor_names_a_configured_region_missing_from_the_catalog(configure):
+    out = io.StringIO()
+    assert doctor.run(configure(regions=["RegionOne", "RegionTwo", "RegionThree"]), out) == 1
+    assert "no compute endpoint in region RegionThree" in out.getvalue()
