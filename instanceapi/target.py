@@ -107,7 +107,21 @@ class TargetChecker:
         return EVERYTHING if self.visibility.current().rule is Rule.LISTING else None
 
     def sight(self, uuid: str) -> Sighting:
-        """Return what this target says about `uuid`; never raises for upstream trouble."""
+        """Return what this target says about `uuid`; never raises for upstream trouble.
+
+        No absence, by any rule, while the cloud's catalog has a region nobody checks.
+        """
+        sighting = self._look(uuid)
+        uncovered = (
+            self.regions.current()
+            if self.regions and sighting.presence is Presence.ABSENT
+            else None
+        )
+        if uncovered:
+            return self._seen(uuid, Presence.UNKNOWN, f"absence not provable: {uncovered}")
+        return sighting
+
+    def _look(self, uuid: str) -> Sighting:
         asked_at = self._clock()
         try:
             server = self.target.show(uuid)

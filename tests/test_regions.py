@@ -221,3 +221,23 @@ def test_doctor_names_a_configured_region_missing_from_the_catalog(configure):
     out = io.StringIO()
     assert doctor.run(configure(regions=["RegionOne", "RegionTwo", "RegionThree"]), out) == 1
     assert "no compute endpoint in region RegionThree" in out.getvalue()
+
+
+def test_no_absence_by_any_rule_while_a_region_is_unchecked(requests_mock):
+    """Nova's own "DELETED" (rule reported-deleted) is no proof either."""
+    from instanceapi.target import TargetChecker
+    from tests.fakes import FakeCloud, new_uuid
+
+    fake = FakeCloud(requests_mock)
+    gone = new_uuid()
+    fake.fail(rf".*/servers/{gone}$", json={"server": {"id": gone, "status": "DELETED"}})
+    checked = TargetChecker(
+        fake.target(), coverage=RegionCoverage("cloud", frozenset({"RegionOne"}))
+    )
+    assert checked.sight(gone).presence is Presence.ABSENT
+    # The same catalog (RegionOne), seen by a configuration that checks another region only.
+    elsewhere = RegionCoverage("cloud", frozenset({"RegionNine"}))
+    unchecked = TargetChecker(fake.target(), coverage=elsewhere)
+    sighting = unchecked.sight(gone)
+    assert sighting.presence is Presence.UNKNOWN
+    assert "RegionOne" in sighting.detail
