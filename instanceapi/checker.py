@@ -95,6 +95,8 @@ class Checker:
 
     def _shared_absent(self, canonical: str) -> Verdict | None:
         """Return an absence another worker confirmed, keeping a local copy."""
+        if not self._regions_covered():
+            return None
         verdict = self.shared.get(canonical) if self.shared else None
         if verdict is not None:
             self._remember(canonical, verdict, share=False)
@@ -133,6 +135,10 @@ class Checker:
         """Return each target's index age in seconds (None: never refreshed)."""
         return {t.target.name: t.index.age() for t in self.targets}
 
+    def _regions_covered(self) -> bool:
+        """Return False while a cloud's catalog has a region nobody checks (as last seen)."""
+        return not any(t.regions and t.regions.problem for t in self.targets)
+
     def _answer_without_io(self, canonical: str, *, fresh: bool = False) -> Verdict | None:
         found = self._in_index(canonical, "as-given")
         found = found or self._in_index(byte_swapped(canonical), "byte-swapped", canonical)
@@ -141,7 +147,7 @@ class Checker:
             if cached is not None:
                 self._conflict(canonical, found)
             return found
-        if cached is None or fresh:
+        if cached is None or fresh or not self._regions_covered():
             return None
         return Verdict(canonical, Presence.ABSENT, cached.sightings, source="absent-cache")
 

@@ -177,6 +177,7 @@ def test_a_region_added_to_the_catalog_is_caught_at_the_next_check(requests_mock
     """Keystone is asked for the catalog as of now (our own token, validated) when due."""
     from keystoneauth1 import fixture
 
+    from instanceapi.checker import Checker
     from instanceapi.regions import RegionWatch
     from instanceapi.target import TargetChecker
     from tests.fakes import FakeCloud, new_uuid
@@ -199,8 +200,13 @@ def test_a_region_added_to_the_catalog_is_caught_at_the_next_check(requests_mock
     target = fake.target()
     coverage = RegionCoverage("cloud", frozenset({"RegionOne"}))
     watch = RegionWatch(target, coverage, interval=300.0, clock=lambda: now[0])
+    checked = TargetChecker(target, coverage=coverage)
+    checked.regions = watch
+    checker = Checker([checked])
     watch.refresh()
     assert watch.problem is None
+    gone = new_uuid()
+    assert checker.check(gone).presence is Presence.ABSENT  # remembered as absent
     regions.append("RegionTwo")  # an operator adds a region; our token predates it
     now[0] += 299.0
     watch.refresh()
@@ -210,11 +216,11 @@ def test_a_region_added_to_the_catalog_is_caught_at_the_next_check(requests_mock
     watch.refresh()
     assert watch.problem is not None and "RegionTwo" in watch.problem
     assert watch.current() == watch.problem  # the request path keeps the fresh catalog's view
-    checker = TargetChecker(target, coverage=coverage)
-    checker.regions = watch
-    verdict = checker.sight(new_uuid())
+    verdict = checker.check(new_uuid())
     assert verdict.presence is Presence.UNKNOWN
-    assert "RegionTwo" in verdict.detail
+    assert "RegionTwo" in verdict.sentence()
+    again = checker.check(gone)  # the absence proven before RegionTwo is not served now
+    assert (again.presence, again.source) == (Presence.UNKNOWN, "live")
 
 
 def test_doctor_names_a_configured_region_missing_from_the_catalog(configure):
