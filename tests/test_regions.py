@@ -46,7 +46,12 @@ def configure(cloud, tmp_path, monkeypatch):
     def configure(exclude: str = "", clouds: str = "demo", **shape) -> dict[str, str]:
         path = clouds_yaml(cloud, tmp_path / "clouds.yaml", **shape)
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
-        env = {"INSTANCEAPI_CLOUDS": clouds, "INSTANCEAPI_TIMEOUT": "5"}
+        # Readiness names targets and reasons to allowlisted clients only.
+        env = {
+            "INSTANCEAPI_CLOUDS": clouds,
+            "INSTANCEAPI_TIMEOUT": "5",
+            "INSTANCEAPI_ALLOW_CIDRS": "127.0.0.1",
+        }
         if exclude:
             env["INSTANCEAPI_EXCLUDE_REGIONS"] = exclude
         return env
