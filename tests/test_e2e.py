@@ -202,7 +202,12 @@ def test_member_credentials_never_give_404(cloud, demo, tmp_path):
 
 def test_reader_with_listing_override_uses_the_listing(cloud, demo, tmp_path):
     env = service_env(
-        cloud, tmp_path, user="reader-all", clouds="demo/RegionOne", **ONLY_REGION_ONE
+        cloud,
+        tmp_path,
+        user="reader-all",
+        clouds="demo/RegionOne",
+        INSTANCEAPI_ALLOW_CIDRS="127.0.0.1",  # readiness detail is for allowlisted clients
+        **ONLY_REGION_ONE,
     )
     with ServiceProcess(env, ready_path="/readyz") as service:
         assert "regions excluded (INSTANCEAPI_EXCLUDE_REGIONS): demo/RegionTwo" in service.log_text
