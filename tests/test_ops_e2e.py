@@ -223,6 +223,7 @@ def test_runtime_dir_and_access_log_from_the_config_file(cloud, tmp_path):
     """INSTANCEAPI_CONFIG_FILE's RUNTIME_DIR and ACCESS_LOG are honoured by the Gunicorn config."""
     runtime, access = tmp_path / "run", tmp_path / "access.log"
     runtime.mkdir()
+    runtime.chmod(0o700)  # the workers trust what they find there: private or refused
     settings = tmp_path / "instanceapi.env"
     settings.write_text(f"INSTANCEAPI_RUNTIME_DIR={runtime}\nINSTANCEAPI_ACCESS_LOG={access}\n")
     env = env_for(cloud, tmp_path, INSTANCEAPI_CONFIG_FILE=str(settings))
