@@ -16,7 +16,7 @@ from falcon import testing
 
 from instanceapi.app import create_app
 from instanceapi.checker import Checker, TargetChecker
-from tests.fakes import FakeCloud, new_uuid
+from tests.fakes import FakeCloud
 from tests.test_check import SETTINGS
 
 OTHER_PROJECT = "0" * 32
