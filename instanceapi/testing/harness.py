@@ -18,6 +18,7 @@ from instanceapi.cli import gunicorn_command
 from instanceapi.testing.cloud import SimulatedCloud
 
 _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+_BOOTED = re.compile(r"Booting worker with pid: \d+")
 
 
 def service_env(
@@ -125,6 +126,7 @@ class ServiceProcess:
         try:
             self.url = f"http://127.0.0.1:{self._wait_for_port()}"
             self._wait_until_answering()
+            self._wait_for_workers()
         except BaseException:
             self.stop()  # __exit__ does not run when __enter__ fails: never leak Gunicorn
             raise
@@ -159,6 +161,21 @@ class ServiceProcess:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)
         raise ServiceError(f"{self.url}{self._ready_path} never answered 200:\n{self.log_text}")
+
+    def _wait_for_workers(self) -> None:
+        """Wait until every worker has booted, not only the one that answered.
+
+        NOTE: on a loaded machine Gunicorn may fork the second worker after the
+        first one answered; a test that records the workers' pids then would see
+        the late one as a replacement.
+        """
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline:
+            self._fail_if_exited()
+            if len(_BOOTED.findall(self.log_text)) >= self._workers:
+                return
+            time.sleep(0.05)
+        raise ServiceError(f"not every worker booted:\n{self.log_text}")
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self.process is None:
