@@ -66,7 +66,7 @@ def create_app(
     # Readiness detail (cloud/region names, counts, reasons) only behind access control:
     # an open service tells anyone only whether it is ready (doctor tells the rest).
     app.add_route("/readyz", ReadyResource(checker, detail=guarded))
-    app.add_route("/metrics", MetricsResource(metrics))
+    app.add_route("/metrics", MetricsResource(metrics, checker))
     app.add_route("/openapi.json", OpenAPIResource())
     return app
 

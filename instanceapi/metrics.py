@@ -10,6 +10,7 @@ is rendered (tests, ``instanceapi check``).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
@@ -84,6 +85,22 @@ class Metrics:
             "(a bug or an upstream anomaly: investigate).",
             registry=r,
         )
+        # NOTE: "live" modes: a dead worker's value is dropped (child_exit marks it),
+        # so one worker that was not ready before a reload cannot pin the service at 0.
+        self.target_ready = Gauge(
+            "instanceapi_target_ready",
+            "1 if the target is ready (as /readyz says), 0 if not (any worker).",
+            ["target"],
+            multiprocess_mode="livemin",
+            registry=r,
+        )
+        self.target_not_ready = Gauge(
+            "instanceapi_target_not_ready",
+            "1 for the reason the target is not ready (any worker), 0 for the others.",
+            ["target", "reason"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self._check_children: dict[tuple[int, str], Counter] = {}
         self.overloaded = Counter(
             "instanceapi_overloaded_total",
@@ -100,6 +117,12 @@ class Metrics:
         if child is None:
             child = self._check_children[key] = self.checks.labels(str(code), source)
         child.inc()
+
+    def set_readiness(self, target: str, reason: str | None, reasons: Sequence[str]) -> None:
+        """Record whether `target` is ready, and if not, which of `reasons` holds."""
+        self.target_ready.labels(target).set(0 if reason else 1)
+        for each in reasons:
+            self.target_not_ready.labels(target, each).set(1 if each == reason else 0)
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """Return every worker's metrics (or this process's) in the format `accept` asks for.

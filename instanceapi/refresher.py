@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from instanceapi.metrics import Metrics
 from instanceapi.openstack import UpstreamError
-from instanceapi.target import TargetChecker
+from instanceapi.target import NOT_READY_REASONS, TargetChecker
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class Refresher:
                 refreshed = True
         if refreshed:
             self._after_refresh()
+        if self._metrics:
+            record_readiness(self._metrics, self._targets)
         return max(0.0, min(self._due.values()) - self._clock())
 
     def _refresh(self, target: TargetChecker) -> float:
@@ -141,3 +143,12 @@ class Refresher:
 
 def _age(age: float | None) -> str:
     return "never refreshed" if age is None else f"{age:.0f}s"
+
+
+def record_readiness(metrics: Metrics, targets: Sequence[TargetChecker]) -> None:
+    """Copy every target's readiness (what /readyz says) into the metrics; no I/O."""
+    for target in targets:
+        problem = target.not_ready()
+        metrics.set_readiness(
+            target.target.name, problem[0] if problem else None, NOT_READY_REASONS
+        )

@@ -12,6 +12,7 @@ from instanceapi.checker import Checker, Overloaded
 from instanceapi.errors import EXISTS_HEADER
 from instanceapi.metrics import Metrics
 from instanceapi.middleware import upstream_seconds
+from instanceapi.refresher import record_readiness
 from instanceapi.uuids import InvalidUUID, parse_uuid
 from instanceapi.verdict import Presence, Verdict
 
@@ -202,9 +203,12 @@ class ReadyResource:
 class MetricsResource:
     """``GET /metrics``: Prometheus text format, every worker's values."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, checker: Checker | None = None) -> None:
         self._metrics = metrics
+        self._checker = checker
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Render the metrics."""
+        """Render the metrics, with this worker's readiness as of now."""
+        if self._checker is not None:
+            record_readiness(self._metrics, self._checker.targets)
         resp.data, resp.content_type = self._metrics.render(req.get_header("Accept") or "")

@@ -26,6 +26,15 @@ from instanceapi.visibility import Rule, VisibilityTracker
 
 log = logging.getLogger(__name__)
 
+#: Why a target can be not ready: the `reason` label of instanceapi_target_not_ready.
+NOT_READY_REASONS = (
+    "keystone",
+    "region_uncovered",
+    "absence_rule",
+    "index_stale",
+    "index_incomplete",
+)
+
 
 class TargetChecker:
     """Look a UUID up in one cloud/region, reading Nova's answers conservatively."""
@@ -80,17 +89,26 @@ class TargetChecker:
 
     def readiness(self) -> str | None:
         """Return why this target is not ready, or None; never does I/O."""
+        problem = self.not_ready()
+        return problem[1] if problem else None
+
+    def not_ready(self) -> tuple[str, str] | None:
+        """Return (reason code, why) when this target is not ready, else None; no I/O.
+
+        The code is one of `NOT_READY_REASONS` (a metric label); the text is for people.
+        """
         visibility = self.visibility.peek()
         if self.identity_problem:
-            return f"Keystone: {self.identity_problem}"
+            return "keystone", f"Keystone: {self.identity_problem}"
         if self.regions and self.regions.problem:
-            return f"cannot prove absence: {self.regions.problem}"
+            return "region_uncovered", f"cannot prove absence: {self.regions.problem}"
         if visibility.checked_at < 0 or visibility.rule is Rule.NONE:
-            return f"cannot prove absence: {visibility.reason}"
+            return "absence_rule", f"cannot prove absence: {visibility.reason}"
         if self.index.age() is not None and not self.index_is_fresh():
-            return f"index is stale ({self.index.age():.0f}s old): {self.index.last_error}"
+            age = self.index.age() or 0.0
+            return "index_stale", f"index is stale ({age:.0f}s old): {self.index.last_error}"
         if self.index.incomplete:
-            return f"index is incomplete: {self.index.incomplete}"
+            return "index_incomplete", f"index is incomplete: {self.index.incomplete}"
         return None
 
     def index_is_fresh(self) -> bool:

@@ -258,3 +258,26 @@ def test_a_dead_workers_index_gauges_disappear(tmp_path):
     }
     multiprocess.mark_process_dead(child.pid, str(tmp_path))  # what child_exit does
     assert gauges() == set()
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_metrics_say_whether_each_target_is_ready_and_why(cloud):
+    metrics = Metrics()
+    target = TargetChecker(cloud.target())
+    settings = Settings(targets=(TargetSpec("cloud"),))
+    client = testing.TestClient(create_app(settings, checker=Checker([target]), metrics=metrics))
+    name = target.target.name
+    client.simulate_get("/metrics")
+    # Before the first refresh Keystone was never asked: not ready, for that reason.
+    assert sample(metrics, "instanceapi_target_ready", target=name) == 0
+    assert sample(metrics, "instanceapi_target_not_ready", target=name, reason="keystone") == 1
+    assert sample(metrics, "instanceapi_target_not_ready", target=name, reason="index_stale") == 0
+    target.check_identity()
+    target.visibility.current(target.target.identity())
+    assert client.simulate_get("/readyz").status_code == 200
+    client.simulate_get("/metrics")
+    assert sample(metrics, "instanceapi_target_ready", target=name) == 1
+    assert sample(metrics, "instanceapi_target_not_ready", target=name, reason="keystone") == 0
