@@ -13,6 +13,7 @@ import json
 import socket
 import socketserver
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -401,3 +402,98 @@ def test_a_service_token_is_read_from_a_file(sat, service, tmp_path):
         sat, service.url, tmp_path, "--service-token-file", str(tmp_path / "token")
     )
     assert status == 0 and absent_names(report) == gone, out
+
+
+def figures(path) -> dict[str, float]:
+    """Read a --metrics-file as Prometheus would: {"name{labels}": value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        assert family.type == "gauge"
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            found[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return found
+
+
+def test_metrics_file_counts_a_run_with_a_failed_deletion(sat, service, tmp_path):
+    populate(sat, service)
+    sat.fail_delete("vm003.cloud.example.com")
+    path = tmp_path / "instanceapi-reap.prom"
+    before = time.time()
+    status, out, _ = reap(sat, service.url, tmp_path, "--apply", "--confirm-runs", "1",
+                          "--metrics-file", str(path))  # fmt: skip
+    assert status == 1, out
+    got = figures(path)
+    p = "instanceapi_reap_"
+    assert {k: v for k, v in got.items() if "timestamp" not in k} == {
+        f"{p}last_run_exit_status": 1,
+        f"{p}last_run_apply": 1,
+        f"{p}last_run_hosts_read": 54,
+        f"{p}last_run_candidates": 50,
+        f"{p}last_run_absent": 10,
+        f"{p}last_run_deleted": 9,
+        f"{p}last_run_failed_deletions": 1,
+        f"{p}last_run_pending": 0,
+        f'{p}last_run_kept{{reason="present"}}': 40,
+    }
+    start, end = (
+        got[f"{p}last_run_start_timestamp_seconds"],
+        got[f"{p}last_run_end_timestamp_seconds"],
+    )
+    assert before <= start <= end <= time.time()
+    assert f"{p}last_success_timestamp_seconds" not in got  # never succeeded
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in tmp_path.glob("*.prom*")) == [path.name]  # no temp file left
+
+
+def test_metrics_file_keeps_the_last_success_through_failed_runs(sat, service, tmp_path):
+    populate(sat, service)
+    path = tmp_path / "reap.prom"
+    status, out, _ = reap(sat, service.url, tmp_path, "--metrics-file", str(path))
+    assert status == 0, out
+    success = figures(path)["instanceapi_reap_last_success_timestamp_seconds"]
+    assert success == figures(path)["instanceapi_reap_last_run_end_timestamp_seconds"]
+    inode = path.stat().st_ino
+    sat.fail_requests("/api/v2/fact_values", page=1, times=100)
+    status, out, _ = reap(sat, service.url, tmp_path, "--satellite-retries", "0",
+                          "--metrics-file", str(path))  # fmt: skip
+    assert status == 3, out
+    got = figures(path)
+    assert got["instanceapi_reap_last_run_exit_status"] == 3
+    assert got["instanceapi_reap_last_success_timestamp_seconds"] == success
+    assert got["instanceapi_reap_last_run_start_timestamp_seconds"] > success
+    assert got["instanceapi_reap_last_run_candidates"] == 0
+    assert path.stat().st_ino != inode  # replaced by a rename, never rewritten in place
+
+
+def test_metrics_file_after_a_cap_names_the_held_hosts(sat, service, tmp_path):
+    populate(sat, service)
+    path = tmp_path / "reap.prom"
+    status, out, _ = reap(sat, service.url, tmp_path, "--apply", "--metrics-file", str(path),
+                          caps=("5", "100"))  # fmt: skip
+    assert status == 5, out
+    got = figures(path)
+    assert got["instanceapi_reap_last_run_exit_status"] == 5
+    assert got['instanceapi_reap_last_run_kept{reason="cap-exceeded"}'] == 10
+    assert got["instanceapi_reap_last_run_deleted"] == 0
+
+
+def test_metrics_file_in_a_missing_directory_stops_before_anything(sat, service, tmp_path):
+    populate(sat, service)
+    err = io.StringIO()
+    argv = ["--satellite-url", sat.url, "--satellite-user", sat.user, "--service-url",
+            service.url, "--state-file", str(tmp_path / "state.json"),
+            "--metrics-file", str(tmp_path / "no" / "reap.prom")]  # fmt: skip
+    env = {"INSTANCEAPI_REAP_SATELLITE_PASSWORD": sat.password}
+    assert main(argv, env=env, stderr=err) == 2
+    assert "--metrics-file: no directory" in err.getvalue()
+    assert service.requests == {} and sat.requests["GET /api/v2/hosts"] == 0
+
+
+def test_metrics_file_records_a_usage_error(tmp_path):
+    path = tmp_path / "reap.prom"
+    err = io.StringIO()
+    assert main(["--metrics-file", str(path)], env={}, stderr=err) == 2, err.getvalue()
+    assert figures(path)["instanceapi_reap_last_run_exit_status"] == 2

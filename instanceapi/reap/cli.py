@@ -32,6 +32,7 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from instanceapi.reap import satellite, service
@@ -41,6 +42,7 @@ from instanceapi.reap.plan import PROTECT_PARAMETER
 from instanceapi.reap.report import Progress, render_summary, write_report
 from instanceapi.reap.runner import EXIT_USAGE, Reaper, Result
 from instanceapi.reap.state import StateError, StateFile
+from instanceapi.reap.textfile import RunRecorder
 
 _DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else ""
 
@@ -219,6 +221,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument(
         "--report-format", choices=("csv", "json"), help="report format (default: by extension)"
     )
+    files.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="write the run's figures here for node_exporter's textfile collector"
+        " (a .prom file, replaced atomically at the end of every run)",
+    )
     parser.add_argument("--now", help=argparse.SUPPRESS)  # tests: pretend the run happens then
 
 
@@ -230,8 +238,32 @@ def run(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """Run reap with parsed `args`; return the exit status."""
-    out, err = stdout or sys.stdout, stderr or sys.stderr
+    """Run reap with parsed `args`, write --metrics-file (if given); return the exit status."""
+    err = stderr or sys.stderr
+    path = Path(args.metrics_file) if args.metrics_file else None
+    if path is not None and not path.parent.is_dir():
+        print(f"instanceapi reap: --metrics-file: no directory {path.parent}", file=err)
+        return EXIT_USAGE
+    recorder = RunRecorder(path)
+    status = _run(args, recorder, env=env, clock=clock, stdout=stdout, stderr=err)
+    try:
+        recorder.finish(status)
+    except OSError as ex:
+        print(f"instanceapi reap: --metrics-file: {ex}", file=err)
+        return status or EXIT_USAGE
+    return status
+
+
+def _run(
+    args: argparse.Namespace,
+    recorder: RunRecorder,
+    *,
+    env: Mapping[str, str] | None,
+    clock: Callable[[], datetime] | None,
+    stdout: TextIO | None,
+    stderr: TextIO,
+) -> int:
+    out, err = stdout or sys.stdout, stderr
     try:
         config = resolve(args, os.environ if env is None else env)
     except ConfigError as ex:
@@ -243,6 +275,7 @@ def run(
         lock = reaper.state_file.lock() if config.settings.apply else contextlib.nullcontext()
         with lock:
             result = reaper.run()
+        recorder.record(result.decisions, result.hosts_read, config.settings.apply)
         if config.report:
             write_report(config.report, result.decisions, config.report_format)
     except (StateError, OSError) as ex:
