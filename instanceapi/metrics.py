@@ -73,6 +73,13 @@ class Metrics:
             multiprocess_mode="livemin",
             registry=r,
         )
+        self.index_max_age = Gauge(
+            "instanceapi_index_max_age_seconds",
+            "Oldest the index may be before checks stop trusting it (INSTANCEAPI_INDEX_MAX_AGE).",
+            ["target"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.refresh_failures = Counter(
             "instanceapi_index_refresh_failures_total",
             "Index refreshes that failed.",

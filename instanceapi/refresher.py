@@ -148,6 +148,7 @@ def _age(age: float | None) -> str:
 def record_readiness(metrics: Metrics, targets: Sequence[TargetChecker]) -> None:
     """Copy every target's readiness (what /readyz says) into the metrics; no I/O."""
     for target in targets:
+        metrics.index_max_age.labels(target.target.name).set(target.max_index_age)
         problem = target.not_ready()
         metrics.set_readiness(
             target.target.name, problem[0] if problem else None, NOT_READY_REASONS

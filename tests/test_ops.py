@@ -280,4 +280,5 @@ def test_metrics_say_whether_each_target_is_ready_and_why(cloud):
     assert client.simulate_get("/readyz").status_code == 200
     client.simulate_get("/metrics")
     assert sample(metrics, "instanceapi_target_ready", target=name) == 1
+    assert sample(metrics, "instanceapi_index_max_age_seconds", target=name) == 300
     assert sample(metrics, "instanceapi_target_not_ready", target=name, reason="keystone") == 0
