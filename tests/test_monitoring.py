@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,24 @@ def test_metric_name_lexer():
     expr = 'sum by (le) (rate(a_bucket{x="y"}[5m])) > 2 * 86400 and on (i) b offset 1h'
     assert metric_names(expr) == {"a_bucket", "b"}
     assert metric_names("time() - max without (reason) (c)") == {"c"}
+
+
+def test_reap_unit_writes_its_metrics_where_node_exporter_can_read(tmp_path):
+    unit = (ROOT / "deploy" / "systemd" / "instanceapi-reap.service").read_text()
+    assert "--metrics-file %t/instanceapi-reap/instanceapi-reap.prom" in unit
+    for line in ("RuntimeDirectory=instanceapi-reap", "RuntimeDirectoryMode=0755"):
+        assert re.search(rf"^{line}$", unit, re.M), line
+    assert re.search(r"^RuntimeDirectoryPreserve=yes$", unit, re.M)  # kept between runs
+    analyze = require_tool("systemd-analyze")
+    script = Path(sys.executable).with_name("instanceapi")
+    installed = tmp_path / "instanceapi-reap.service"
+    installed.write_text(unit.replace("/opt/instanceapi/bin/instanceapi", str(script)))
+    (tmp_path / TIMER.name).write_text(TIMER.read_text())
+    done = subprocess.run(
+        [analyze, "verify", str(installed), str(tmp_path / TIMER.name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
