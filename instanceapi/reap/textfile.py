@@ -19,6 +19,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from instanceapi.reap.model import Action, Answer, Decision
+from instanceapi.reap.runner import FAILED
 
 __all__ = ["PREFIX", "Figures", "RunRecorder", "figures_of", "is_failed_deletion", "render"]
 
@@ -27,13 +28,8 @@ LAST_SUCCESS = f"{PREFIX}last_success_timestamp_seconds"
 
 
 def is_failed_deletion(decision: Decision) -> bool:
-    """Return True if reap tried to delete this host and Satellite refused or failed.
-
-    Today a failed DELETE has the outcome "failed: <why>"; "delete-failed" is
-    accepted too, as the outcome (or reason) a later reap may name it.
-    """
-    marks = (decision.outcome, decision.reason)
-    return decision.outcome.startswith("failed") or "delete-failed" in marks
+    """Return True if reap sent a DELETE for this host and it failed (outcome delete-failed)."""
+    return decision.outcome.startswith(FAILED)
 
 
 @dataclass(frozen=True)
