@@ -182,7 +182,7 @@ def run_reap(stack: Stack, sat: SimulatedSatellite, *extra: str) -> int:
     argv = [
         "--satellite-url", sat.url, "--satellite-user", sat.user,
         "--service-url", stack.service.url, "--satellite-retries", "0",
-        "--max-delete-percent", "25",
+        "--max-delete-percent", "25", "--allow-plain-http",
         "--state-file", str(stack.tmp / "reap-state.json"),
         "--metrics-file", str(stack.textfiles / "instanceapi-reap.prom"), *extra,
     ]  # fmt: skip
@@ -198,6 +198,7 @@ def reap_runs(stack) -> list[int]:
             sat.add_guest(f"vm{n:02d}.cloud.example.com", server.id)
         sat.add_host("metal.example.com", product="PowerEdge R650")
         statuses = [run_reap(stack, sat)]
+        assert statuses == [0]
         wait_until(
             "Prometheus to scrape the successful run",
             lambda: stack.query("instanceapi_reap_last_run_kept"),
