@@ -33,6 +33,9 @@ class ThrowAwayCA:
             _builder(subject, subject, self._key.public_key(), days=2)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_key_usage(ca=True), critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False
+            )
             .sign(self._key, hashes.SHA256())
         )
         self.cert = directory / f"{_slug(name)}.crt"
@@ -60,6 +63,15 @@ class ThrowAwayCA:
             .add_extension(_key_usage(ca=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(alt, critical=False)
+            # NOTE: Python 3.13's default TLS context verifies strictly
+            # (VERIFY_X509_STRICT): a certificate without these is refused.
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                critical=False,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
             .sign(self._key, hashes.SHA256())
         )
         stem = self._directory / f"{_slug(self._name)}-{_slug(name)}"
