@@ -16,7 +16,6 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,27 +23,7 @@ import requests
 
 from instanceapi.testing import SimulatedCloud, seed_demo
 from instanceapi.testing.harness import ServiceProcess, service_env
-from instanceapi.uuids import byte_swapped
-
-
-def uuid4s(count: int, *, v4_twin: bool) -> list[str]:
-    """Return random uuid4s whose twins are (or are not) version-4 UUIDs too."""
-    found: list[str] = []
-    while len(found) < count:
-        candidate = str(uuidlib.uuid4())
-        if (uuidlib.UUID(byte_swapped(candidate)).version == 4) is v4_twin:
-            found.append(candidate)
-    return found
-
-
-def nova_gets(cloud: SimulatedCloud, uuids: list[str]) -> int:
-    """Count GET /servers/{id} for these UUIDs or their twins."""
-    wanted = {u for x in uuids for u in (x, byte_swapped(x))}
-    return sum(
-        1
-        for r in cloud.requests
-        if r.method == "GET" and r.path.split("?")[0].rsplit("/", 1)[-1] in wanted
-    )
+from instanceapi.testing.hostile import nova_gets, uuids_with_v4_twins
 
 
 def codes(answer: requests.Response) -> dict[int, int]:
@@ -59,14 +38,14 @@ def small_bulk_among_hostile_ones(url: str) -> None:
     """Time a 5-UUID bulk sent while 4 bulks of 1,000 unknown UUIDs are under way."""
 
     def hostile() -> None:
-        requests.post(f"{url}/check", json={"uuids": uuid4s(1000, v4_twin=True)}, timeout=600)
+        requests.post(f"{url}/check", json={"uuids": uuids_with_v4_twins(1000)}, timeout=600)
 
     threads = [threading.Thread(target=hostile) for _ in range(4)]
     for thread in threads:
         thread.start()
     time.sleep(0.5)  # the hostile bulks are under way
     started = time.perf_counter()
-    small = requests.post(f"{url}/check", json={"uuids": uuid4s(5, v4_twin=True)}, timeout=600)
+    small = requests.post(f"{url}/check", json={"uuids": uuids_with_v4_twins(5)}, timeout=600)
     took = time.perf_counter() - started
     for thread in threads:
         thread.join()
@@ -79,10 +58,10 @@ def main() -> None:
         seed_demo(cloud)
         env = service_env(cloud, Path(tmp))
         with ServiceProcess(env, workers=1, ready_path="/readyz") as service:
-            bulk = uuid4s(1000, v4_twin=True)
+            bulk = uuids_with_v4_twins(1000)
             answer = requests.post(f"{service.url}/check", json={"uuids": bulk}, timeout=600)
             print(f"bulk of 1000: {nova_gets(cloud, bulk)} Nova GETs, codes {codes(answer)}")
-            flood = uuid4s(64, v4_twin=False)
+            flood = uuids_with_v4_twins(64, twin_v4=False)
             with ThreadPoolExecutor(64) as pool:
                 statuses = list(
                     pool.map(

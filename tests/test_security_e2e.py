@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid as uuidlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +21,7 @@ import requests
 from instanceapi.config import Settings
 from instanceapi.testing import SimulatedCloud, seed_demo
 from instanceapi.testing.harness import ServiceProcess, service_env
-from instanceapi.uuids import byte_swapped
+from instanceapi.testing.hostile import nova_gets, uuids_with_v4_twins
 
 TOKEN = "first-token-of-the-satellite-team"
 NEW_TOKEN = "second-token-of-the-satellite-team"
@@ -34,26 +33,6 @@ def cloud() -> Iterator[SimulatedCloud]:
     with SimulatedCloud() as cloud:
         seed_demo(cloud)
         yield cloud
-
-
-def uuids_with_v4_twins(count: int, *, twin_v4: bool = True) -> list[str]:
-    """Return random uuid4s whose byte-swapped twins are (or are not) version-4 UUIDs too."""
-    found: list[str] = []
-    while len(found) < count:
-        candidate = str(uuidlib.uuid4())
-        if (uuidlib.UUID(byte_swapped(candidate)).version == 4) is twin_v4:
-            found.append(candidate)
-    return found
-
-
-def nova_gets(cloud: SimulatedCloud, uuids: list[str]) -> int:
-    """Count the GET /servers/{id} the cloud received for these UUIDs or their twins."""
-    wanted = {u for x in uuids for u in (x, byte_swapped(x))}
-    return sum(
-        1
-        for r in cloud.requests
-        if r.method == "GET" and r.path.split("?")[0].rsplit("/", 1)[-1] in wanted
-    )
 
 
 def check_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,8 @@ Modules: ``cloud`` (SimulatedCloud facade) and ``servers_ops`` (its server opera
 counters), ``identity`` + ``rules`` (users, tokens, roles, access rules), ``compute``
 (per-region servers and listing selection), ``keystone``, ``nova``, ``listing`` and
 ``nova_views`` (the HTTP APIs), ``control`` (``/_sim/``), ``httpd`` (listeners),
-``cloudsyaml``, ``demo`` (seed_demo), ``clients`` (real clients for tests), ``__main__`` (CLI).
+``cloudsyaml``, ``demo`` (seed_demo), ``clients`` (real clients for tests), ``hostile``
+(what a hostile client sends and what it costs upstream), ``__main__`` (CLI).
 """
 
 from instanceapi.testing.cloud import SimulatedCloud
