@@ -102,13 +102,10 @@ def run_check(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     return _CHECK_EXIT[verdict.presence]
 
 
-def gunicorn_command(*extra: str) -> list[str]:
-    """Return the command that runs Gunicorn with the bundled configuration."""
-    return [sys.executable, "-m", "gunicorn", "-c", "python:instanceapi.gunicorn_conf", *extra]
-
-
 def run_serve(args: argparse.Namespace) -> int:
     """Replace this process with Gunicorn running the bundled configuration."""
+    from instanceapi.serve.command import gunicorn_command
+
     os.execv(sys.executable, gunicorn_command(*args.gunicorn_args))  # noqa: S606 - exec keeps the PID for systemd
     return 0  # pragma: no cover
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from instanceapi.cli import gunicorn_command
+from instanceapi.serve.command import gunicorn_command
 from instanceapi.testing.cloud import SimulatedCloud
 
 _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
