@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.procfs import status_kib
-from instanceapi.index import ServerIndex
+from instanceapi.check.index import ServerIndex
 from instanceapi.openstack import Identity
 
 MB = 1_000_000

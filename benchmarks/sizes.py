@@ -1,7 +1,7 @@
 """One simulated cloud per N, started up front so that its servers are old when measured.
 
 The service's incremental refresh asks Nova for ``changes-since`` its last
-listing minus a clock-skew margin (``instanceapi.index.SKEW_MARGIN``, 60 s).
+listing minus a clock-skew margin (``instanceapi.check.index.SKEW_MARGIN``, 60 s).
 Servers created within that margin are listed again by every refresh, so a
 service started right after ``populate`` would re-read all N servers every 15 s,
 which is not what a cloud in steady state looks like. Every cloud is therefore
@@ -21,7 +21,7 @@ from benchmarks.cloudproc import CloudInfo, CloudProcess, Control
 from benchmarks.phases import Ceiling, Inputs, Settings, progress, write_inputs
 from benchmarks.servicerun import measure_service
 from benchmarks.workload import Workload, make_workload
-from instanceapi.index import SKEW_MARGIN
+from instanceapi.check.index import SKEW_MARGIN
 
 AGE = SKEW_MARGIN + 5.0  # seconds between a cloud's last change and the service's start
 TOKEN_TTL = 3600.0  # the simulated Keystone's default token lifetime

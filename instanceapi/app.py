@@ -11,17 +11,20 @@ from typing import Any
 import falcon
 
 from instanceapi import logs
-from instanceapi.budget import UpstreamBudget
 from instanceapi.bulk import BulkCheckResource
-from instanceapi.checker import Checker, Overloaded
+from instanceapi.check.budget import UpstreamBudget
+from instanceapi.check.catalog import coverages
+from instanceapi.check.checker import Checker, Overloaded
+from instanceapi.check.refresher.loop import Refresher
+from instanceapi.check.region import TargetChecker
+from instanceapi.check.store.absent import SharedAbsentCache
+from instanceapi.check.store.absent import path_for as shared_path
 from instanceapi.config import Settings
 from instanceapi.errors import overloaded, serialize_error
 from instanceapi.metrics import Metrics
 from instanceapi.middleware import AccessControl, HostCheck, RequestContext, add_upstream_time
 from instanceapi.openapi import OpenAPIResource
 from instanceapi.openstack import Observer
-from instanceapi.refresher import Refresher
-from instanceapi.regions import coverages
 from instanceapi.resources import (
     CheckResource,
     HealthResource,
@@ -30,9 +33,6 @@ from instanceapi.resources import (
     MissingUUIDResource,
     ReadyResource,
 )
-from instanceapi.shared import SharedAbsentCache
-from instanceapi.shared import path_for as shared_path
-from instanceapi.target import TargetChecker
 
 log = logging.getLogger(__name__)
 

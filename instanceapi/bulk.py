@@ -9,7 +9,7 @@ from typing import Any
 
 import falcon
 
-from instanceapi.checker import Checker
+from instanceapi.check.checker import Checker
 from instanceapi.metrics import Metrics
 from instanceapi.uuids import InvalidUUID, parse_uuid
 from instanceapi.verdict import Presence, Verdict

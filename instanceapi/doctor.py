@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
+from instanceapi.check.catalog import RegionCoverage, coverages
+from instanceapi.check.region import lists_unreachable_cells
+from instanceapi.check.visibility import Rule, probe
 from instanceapi.config import ConfigError, Settings
 from instanceapi.openstack import NovaTarget, UpstreamError, build_targets
-from instanceapi.regions import RegionCoverage, coverages
-from instanceapi.target import lists_unreachable_cells
-from instanceapi.visibility import Rule, probe
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG = 0, 1, 2
 _HINTS = {

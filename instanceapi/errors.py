@@ -6,7 +6,7 @@ from typing import Any
 
 import falcon
 
-from instanceapi.checker import Overloaded
+from instanceapi.check.checker import Overloaded
 
 #: The absence marker: scripts must see this header before deleting anything.
 EXISTS_HEADER = "Instance-Exists"

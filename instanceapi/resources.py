@@ -8,11 +8,11 @@ import time
 import falcon
 
 from instanceapi.bulk import BulkCheckResource, code_of, wants_fresh
-from instanceapi.checker import Checker, Overloaded
+from instanceapi.check.checker import Checker, Overloaded
+from instanceapi.check.refresher.loop import record_readiness
 from instanceapi.errors import EXISTS_HEADER
 from instanceapi.metrics import Metrics
 from instanceapi.middleware import upstream_seconds
-from instanceapi.refresher import record_readiness
 from instanceapi.uuids import InvalidUUID, parse_uuid
 from instanceapi.verdict import Presence, Verdict
 

@@ -23,7 +23,7 @@ from keystoneauth1 import fixture
 from keystoneauth1 import session as ksa_session
 from keystoneauth1.identity import v3
 
-from instanceapi.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.openstack import NovaTarget
 
 FORBIDDEN = {

@@ -16,11 +16,11 @@ import requests
 from falcon import testing
 
 from instanceapi.app import create_app
-from instanceapi.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.store.absent import SharedAbsentCache
 from instanceapi.config import Settings, TargetSpec
 from instanceapi.metrics import Metrics
 from instanceapi.reap.service import ServiceClient
-from instanceapi.shared import SharedAbsentCache
 from instanceapi.uuids import byte_swapped
 from instanceapi.verdict import Presence
 from tests.fakes import FakeCloud, new_uuid

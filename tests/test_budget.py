@@ -9,13 +9,13 @@ import pytest
 from falcon import testing
 
 from instanceapi.app import create_app
-from instanceapi.budget import TokenBucket, UpstreamBudget
-from instanceapi.checker import Checker, TargetChecker
+from instanceapi.check.budget import TokenBucket, UpstreamBudget
+from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.fairpool import FairPool
+from instanceapi.check.store.absent import SharedAbsentCache
 from instanceapi.config import Settings, TargetSpec
-from instanceapi.fairpool import FairPool
 from instanceapi.metrics import Metrics
 from instanceapi.openstack.breaker import Breaker
-from instanceapi.shared import SharedAbsentCache
 from instanceapi.uuids import byte_swapped
 from instanceapi.verdict import Presence, Sighting, Verdict
 from tests.fakes import FakeCloud, not_found

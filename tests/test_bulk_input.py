@@ -8,7 +8,7 @@ import pytest
 from falcon import testing
 
 from instanceapi.app import create_app
-from instanceapi.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.config import Settings, TargetSpec
 from tests.fakes import FakeCloud
 

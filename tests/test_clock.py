@@ -15,7 +15,7 @@ import pytest
 from falcon import testing
 
 from instanceapi.app import create_app
-from instanceapi.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, TargetChecker
 from tests.fakes import FakeCloud
 from tests.test_check import SETTINGS
 

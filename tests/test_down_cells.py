@@ -14,15 +14,15 @@ import pytest
 from falcon import testing
 
 from instanceapi.app import create_app
-from instanceapi.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.refresher.loop import Refresher
+from instanceapi.check.visibility import Rule
 from instanceapi.config import Settings, TargetSpec
 from instanceapi.metrics import Metrics
 from instanceapi.openstack import NovaTarget
-from instanceapi.refresher import Refresher
 from instanceapi.testing import SimulatedCloud
 from instanceapi.testing.clients import password_session
 from instanceapi.verdict import Presence
-from instanceapi.visibility import Rule
 from tests.fakes import FakeCloud, checker_for, new_uuid, nova_time
 
 OTHER_PROJECT = "0" * 32
@@ -116,7 +116,7 @@ def test_probe_uses_only_servers_past_building(requests_mock, caplog):
     built = cloud.add(project_id=OTHER_PROJECT)
     record = {**cloud.servers[building], "OS-EXT-STS:vm_state": "building"}
     cloud.fail(rf".*/servers/{building}$", json={"server": record})
-    caplog.set_level(logging.INFO, logger="instanceapi.visibility")
+    caplog.set_level(logging.INFO, logger="instanceapi.check.visibility")
     answer = client_for(cloud).simulate_get(f"/check/{new_uuid()}")
     assert answer.status_code == 500  # the listing rule, never the by-id rule
     assert cloud.calls("GET", f"/servers/{building}") == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from instanceapi.checker import forms
+from instanceapi.check.checker import forms
 from instanceapi.testing import SimulatedCloud, harness, seed_demo
 from instanceapi.testing.harness import ServiceError, ServiceProcess
 from tests.fakes import new_uuid

@@ -10,8 +10,8 @@ import pytest
 from falcon import testing
 
 from instanceapi.app import create_app
-from instanceapi.checker import Checker, TargetChecker
-from instanceapi.refresher import Refresher
+from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.refresher.loop import Refresher
 from tests.fakes import FakeCloud, new_uuid
 from tests.test_check import SETTINGS
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 import yaml
 
-from instanceapi.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.config import ConfigError, Settings
 from instanceapi.openstack import build_targets
 from tests.fakes import PASSWORD, FakeCloud, new_uuid

@@ -13,7 +13,7 @@ from falcon import testing
 
 from instanceapi import logs
 from instanceapi.app import create_app, upstream_observer
-from instanceapi.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.config import Settings, TargetSpec
 from instanceapi.metrics import Metrics
 from tests.fakes import PASSWORD, FakeCloud, new_uuid

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from instanceapi.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.openstack import Identity, UpstreamError
 from instanceapi.uuids import InvalidUUID, byte_swapped, parse_uuid
 from instanceapi.verdict import Presence, Sighting, combine

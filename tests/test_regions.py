@@ -16,9 +16,9 @@ from falcon import testing
 
 from instanceapi import doctor
 from instanceapi.app import build_checker, create_app
+from instanceapi.check.catalog import RegionCoverage
 from instanceapi.config import ConfigError, Settings
 from instanceapi.openstack import build_targets
-from instanceapi.regions import RegionCoverage
 from instanceapi.testing import SimulatedCloud
 from instanceapi.verdict import Presence
 
@@ -182,9 +182,9 @@ def test_a_region_added_to_the_catalog_is_caught_at_the_next_check(requests_mock
     """Keystone is asked for the catalog as of now (our own token, validated) when due."""
     from keystoneauth1 import fixture
 
-    from instanceapi.checker import Checker
-    from instanceapi.regions import RegionWatch
-    from instanceapi.target import TargetChecker
+    from instanceapi.check.catalog import RegionWatch
+    from instanceapi.check.checker import Checker
+    from instanceapi.check.region import TargetChecker
     from tests.fakes import FakeCloud, new_uuid
 
     fake = FakeCloud(requests_mock)
@@ -236,7 +236,7 @@ def test_doctor_names_a_configured_region_missing_from_the_catalog(configure):
 
 def test_no_absence_by_any_rule_while_a_region_is_unchecked(requests_mock):
     """Nova's own "DELETED" (rule reported-deleted) is no proof either."""
-    from instanceapi.target import TargetChecker
+    from instanceapi.check.region import TargetChecker
     from tests.fakes import FakeCloud, new_uuid
 
     fake = FakeCloud(requests_mock)

@@ -9,8 +9,8 @@ import pytest
 from falcon import testing
 
 from instanceapi.app import create_app
-from instanceapi.checker import Checker, TargetChecker
-from instanceapi.refresher import Refresher
+from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.refresher.loop import Refresher
 from tests.fakes import FakeCloud, checker_for, new_uuid, not_found
 from tests.test_check import SETTINGS, client_for
 

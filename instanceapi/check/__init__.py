@@ -1,1 +1,2 @@
-"""The decision, no HTTP: per-host index store and, later, checker, refresher and visibility."""
+"""The decision, no HTTP: checker, per-region checker, visibility, index and its store,
+refresher, caches."""

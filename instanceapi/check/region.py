@@ -12,17 +12,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from instanceapi.index import (
+from instanceapi.check.catalog import RegionCoverage, RegionWatch
+from instanceapi.check.index import (
     DELETED,
     EVERYTHING,
     UNKNOWN,
     ServerIndex,
 )
-from instanceapi.index import lists_unreachable_cells as lists_unreachable_cells
+from instanceapi.check.index import lists_unreachable_cells as lists_unreachable_cells
+from instanceapi.check.visibility import Rule, VisibilityTracker
 from instanceapi.openstack import Compute, UpstreamError
-from instanceapi.regions import RegionCoverage, RegionWatch
 from instanceapi.verdict import NOT_LISTED, Presence, Sighting
-from instanceapi.visibility import Rule, VisibilityTracker
 
 log = logging.getLogger(__name__)
 

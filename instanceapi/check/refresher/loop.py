@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from instanceapi.check.region import NOT_READY_REASONS, TargetChecker
 from instanceapi.metrics import Metrics
 from instanceapi.openstack import UpstreamError
-from instanceapi.target import NOT_READY_REASONS, TargetChecker
 
 log = logging.getLogger(__name__)
 

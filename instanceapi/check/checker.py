@@ -17,11 +17,11 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
 
-from instanceapi.budget import Overloaded, UpstreamBudget
-from instanceapi.cache import BoundedCache, SingleFlight
-from instanceapi.fairpool import FairPool
-from instanceapi.shared import SharedAbsentCache
-from instanceapi.target import TargetChecker, lists_unreachable_cells
+from instanceapi.check.budget import Overloaded, UpstreamBudget
+from instanceapi.check.fairpool import FairPool
+from instanceapi.check.memo import BoundedCache, SingleFlight
+from instanceapi.check.region import TargetChecker, lists_unreachable_cells
+from instanceapi.check.store.absent import SharedAbsentCache
 from instanceapi.uuids import byte_swapped
 from instanceapi.verdict import Presence, Sighting, Verdict, combine, settle_omissions
 

@@ -1,0 +1,1 @@
+"""The refresher: keeps every region's index and absence rule fresh."""
