@@ -84,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_check(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """Check one UUID with the configured clouds and print the answer."""
-    from instanceapi.app import build_checker
-    from instanceapi.resources import verdict_body
+    from instanceapi.http.app import build_checker
+    from instanceapi.http.render import verdict_body
 
     try:
         canonical = parse_uuid(args.uuid)

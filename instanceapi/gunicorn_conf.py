@@ -89,7 +89,7 @@ def _load() -> Settings:
     warning = settings.exposure_warning()
     if warning:
         sys.stderr.write(f"instanceapi: warning: {warning}\n")
-    from instanceapi.app import use_master_settings
+    from instanceapi.http.app import use_master_settings
 
     use_master_settings(settings)  # the workers take these, inherited through fork
     return settings
@@ -123,7 +123,7 @@ graceful_timeout = timeout
 keepalive = 5
 # A worker builds its own app after fork: no session or thread crosses a fork.
 preload_app = False
-wsgi_app = "instanceapi.wsgi:app"
+wsgi_app = "instanceapi.http.wsgi:app"
 
 # -- Limits ---------------------------------------------------------------------
 # A /check URL is short; anything long is hostile or broken.
@@ -191,7 +191,7 @@ def on_reload(server: Any) -> None:
     fork), so a token file broken at reload cannot make them fail to boot,
     which would stop the whole service.
     """
-    from instanceapi.app import use_master_settings
+    from instanceapi.http.app import use_master_settings
 
     try:
         settings = Settings.from_env(os.environ)

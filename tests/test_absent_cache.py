@@ -15,10 +15,10 @@ import pytest
 import requests
 from falcon import testing
 
-from instanceapi.app import create_app
 from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.check.store.absent import SharedAbsentCache
 from instanceapi.config import Settings, TargetSpec
+from instanceapi.http.app import create_app
 from instanceapi.metrics import Metrics
 from instanceapi.reap.service import ServiceClient
 from instanceapi.uuids import byte_swapped

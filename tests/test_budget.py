@@ -8,12 +8,12 @@ import uuid as uuidlib
 import pytest
 from falcon import testing
 
-from instanceapi.app import create_app
 from instanceapi.check.budget import TokenBucket, UpstreamBudget
 from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.check.fairpool import FairPool
 from instanceapi.check.store.absent import SharedAbsentCache
 from instanceapi.config import Settings, TargetSpec
+from instanceapi.http.app import create_app
 from instanceapi.metrics import Metrics
 from instanceapi.openstack.breaker import Breaker
 from instanceapi.uuids import byte_swapped

@@ -7,9 +7,9 @@ import json
 import pytest
 from falcon import testing
 
-from instanceapi.app import create_app
 from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.config import Settings, TargetSpec
+from instanceapi.http.app import create_app
 from tests.fakes import FakeCloud
 
 

@@ -6,8 +6,8 @@ import pytest
 import requests
 from falcon import testing
 
-from instanceapi.app import create_app
 from instanceapi.config import Settings, TargetSpec
+from instanceapi.http.app import create_app
 from instanceapi.uuids import byte_swapped
 from tests.fakes import PASSWORD, FakeCloud, checker_for, new_uuid
 

@@ -14,8 +14,8 @@ import time
 import pytest
 from falcon import testing
 
-from instanceapi.app import create_app
 from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.http.app import create_app
 from tests.fakes import FakeCloud
 from tests.test_check import SETTINGS
 

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import pytest
 from falcon import testing
 
-from instanceapi.app import create_app
 from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.check.refresher.loop import Refresher
 from instanceapi.check.visibility import Rule
 from instanceapi.config import Settings, TargetSpec
+from instanceapi.http.app import create_app
 from instanceapi.metrics import Metrics
 from instanceapi.openstack import NovaTarget
 from instanceapi.testing import SimulatedCloud

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from instanceapi.bulk import MAX_BULK_BYTES
+from instanceapi.http.bulk import MAX_BULK_BYTES
 from instanceapi.reap.model import Answer
 from instanceapi.reap.service import ServiceClient, build_session
 from instanceapi.testing import SimulatedCloud, harness, seed_demo

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pytest
 from falcon import testing
 
-from instanceapi.app import create_app
 from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.check.refresher.loop import Refresher
+from instanceapi.http.app import create_app
 from tests.fakes import FakeCloud, new_uuid
 from tests.test_check import SETTINGS
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from falcon import testing
 
-from instanceapi.app import create_app
 from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.check.refresher.loop import Refresher
+from instanceapi.http.app import create_app
 from instanceapi.metrics import Metrics
 from instanceapi.openstack import UpstreamError
 from tests.fakes import FakeCloud, new_uuid

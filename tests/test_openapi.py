@@ -1,6 +1,6 @@
 """The OpenAPI description: valid, served, and true of the running service.
 
-The document (instanceapi/openapi.json) is checked three ways: it is a valid
+The document (instanceapi/http/openapi.json) is checked three ways: it is a valid
 OpenAPI 3.1 document; hand-picked live answers (every status of every route,
 including the 500 of a faulted cloud) conform to it; and schemathesis fuzzes
 the real service under Gunicorn, with the simulated cloud healthy, from it.
@@ -21,7 +21,7 @@ from openapi_spec_validator import validate
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from instanceapi.openapi import load_document, read_document
+from instanceapi.http.openapi import load_document, read_document
 from instanceapi.testing import SimulatedCloud, seed_demo
 from instanceapi.testing.harness import ServiceProcess, service_env
 from tests.fakes import new_uuid
@@ -83,7 +83,7 @@ def test_document_is_valid_openapi_3_1() -> None:
 
 def test_document_ships_in_the_package_and_is_declared_as_package_data() -> None:
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    assert re.search(r'instanceapi = \[[^]]*"openapi\.json"', pyproject.read_text())
+    assert re.search(r'"instanceapi\.http" = \[[^]]*"openapi\.json"', pyproject.read_text())
     assert read_document().startswith(b"{")
 
 

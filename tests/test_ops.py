@@ -12,9 +12,9 @@ import requests
 from falcon import testing
 
 from instanceapi import logs
-from instanceapi.app import create_app, upstream_observer
 from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.config import Settings, TargetSpec
+from instanceapi.http.app import create_app, upstream_observer
 from instanceapi.metrics import Metrics
 from tests.fakes import PASSWORD, FakeCloud, new_uuid
 

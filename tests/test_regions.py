@@ -15,9 +15,9 @@ import yaml
 from falcon import testing
 
 from instanceapi import doctor
-from instanceapi.app import build_checker, create_app
 from instanceapi.check.catalog import RegionCoverage
 from instanceapi.config import ConfigError, Settings
+from instanceapi.http.app import build_checker, create_app
 from instanceapi.openstack import build_targets
 from instanceapi.testing import SimulatedCloud
 from instanceapi.verdict import Presence

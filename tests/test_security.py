@@ -13,10 +13,10 @@ import pytest
 from falcon import testing
 
 from instanceapi import doctor
-from instanceapi.app import create_app
 from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.check.refresher.loop import Refresher
 from instanceapi.config import ConfigError, Settings, TargetSpec, private_dir_problem
+from instanceapi.http.app import create_app
 from tests.fakes import FakeCloud, new_uuid
 
 BASE = {"INSTANCEAPI_CLOUDS": "mycloud"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from falcon import testing
 
-from instanceapi.app import create_app
 from instanceapi.check.checker import Checker
 from instanceapi.check.region import TargetChecker
 from instanceapi.check.store.absent import SharedAbsentCache, path_for
+from instanceapi.http.app import create_app
 from instanceapi.verdict import Presence, Sighting, Verdict
 from tests.fakes import FakeCloud, new_uuid
 from tests.test_check import SETTINGS

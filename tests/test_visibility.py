@@ -8,9 +8,9 @@ import ipaddress
 import pytest
 from falcon import testing
 
-from instanceapi.app import create_app
 from instanceapi.check.checker import Checker, TargetChecker
 from instanceapi.check.refresher.loop import Refresher
+from instanceapi.http.app import create_app
 from tests.fakes import FakeCloud, checker_for, new_uuid, not_found
 from tests.test_check import SETTINGS, client_for
 

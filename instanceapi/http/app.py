@@ -11,7 +11,6 @@ from typing import Any
 import falcon
 
 from instanceapi import logs
-from instanceapi.bulk import BulkCheckResource
 from instanceapi.check.budget import UpstreamBudget
 from instanceapi.check.catalog import coverages
 from instanceapi.check.checker import Checker, Overloaded
@@ -20,19 +19,15 @@ from instanceapi.check.region import TargetChecker
 from instanceapi.check.store.absent import SharedAbsentCache
 from instanceapi.check.store.absent import path_for as shared_path
 from instanceapi.config import Settings
-from instanceapi.errors import overloaded, serialize_error
+from instanceapi.http.bulk import BulkCheckResource
+from instanceapi.http.check import CheckResource, MalformedCheckPath, MissingUUIDResource
+from instanceapi.http.errors import overloaded, serialize_error
+from instanceapi.http.health import HealthResource, ReadyResource
+from instanceapi.http.metrics import MetricsResource
+from instanceapi.http.middleware import AccessControl, HostCheck, RequestContext, add_upstream_time
+from instanceapi.http.openapi import OpenAPIResource
 from instanceapi.metrics import Metrics
-from instanceapi.middleware import AccessControl, HostCheck, RequestContext, add_upstream_time
-from instanceapi.openapi import OpenAPIResource
 from instanceapi.openstack import Observer
-from instanceapi.resources import (
-    CheckResource,
-    HealthResource,
-    MalformedCheckPath,
-    MetricsResource,
-    MissingUUIDResource,
-    ReadyResource,
-)
 
 log = logging.getLogger(__name__)
 

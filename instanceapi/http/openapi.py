@@ -19,7 +19,7 @@ def load_document() -> dict[str, Any]:
 
 def read_document() -> bytes:
     """Return the packaged OpenAPI document as bytes (read with importlib.resources)."""
-    return resources.files("instanceapi").joinpath(DOCUMENT).read_bytes()
+    return resources.files("instanceapi.http").joinpath(DOCUMENT).read_bytes()
 
 
 class OpenAPIResource:

@@ -7,9 +7,7 @@ from typing import Any
 import falcon
 
 from instanceapi.check.checker import Overloaded
-
-#: The absence marker: scripts must see this header before deleting anything.
-EXISTS_HEADER = "Instance-Exists"
+from instanceapi.http.render import EXISTS_HEADER
 
 
 def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:

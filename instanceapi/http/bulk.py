@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Any
 
 import falcon
 
 from instanceapi.check.checker import Checker
+from instanceapi.http.render import bulk_item, json_kind
 from instanceapi.metrics import Metrics
 from instanceapi.uuids import InvalidUUID, parse_uuid
-from instanceapi.verdict import Presence, Verdict
 
 log = logging.getLogger(__name__)
 
 MAX_BULK_UUIDS = 1000
 MAX_BULK_BYTES = 256 * 1024
-CODE = {Presence.PRESENT: 200, Presence.ABSENT: 404, Presence.UNKNOWN: 500}
-
-
-def code_of(verdict: Verdict) -> int:
-    """Return the HTTP status a single check would answer for this verdict."""
-    return 503 if verdict.source == "overloaded" else CODE[verdict.presence]
 
 
 def wants_fresh(req: falcon.Request) -> bool:
@@ -58,71 +51,11 @@ class BulkCheckResource:
 
 def _parse(item: object) -> str | InvalidUUID:
     if not isinstance(item, str):
-        return InvalidUUID(f"a JSON {_kind(item)} is not a UUID: expected a string")
+        return InvalidUUID(f"a JSON {json_kind(item)} is not a UUID: expected a string")
     try:
         return parse_uuid(item)
     except InvalidUUID as ex:
         return ex
-
-
-def _kind(item: object) -> str:
-    return {dict: "object", list: "array", bool: "boolean", type(None): "null"}.get(
-        type(item), "number"
-    )
-
-
-#: Longest echo of an input item: a bulk answer never repeats a large input.
-MAX_ECHO = 80
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-def echo(raw: object) -> object:
-    """Return what to echo of an input item: bounded, and always valid JSON.
-
-    Strings are cut to MAX_ECHO characters, with lone surrogates (which UTF-8
-    cannot encode) written as ``\\udXXX`` text; numbers that JSON cannot hold
-    (NaN, infinities) and very long ones become strings; containers are named
-    by kind only.
-
-    NOTE: a container is never echoed whole: one nested just below json.loads'
-    depth limit would overflow the serializer on the way out.
-    """
-    if isinstance(raw, str):
-        text = raw if len(raw) <= MAX_ECHO else raw[: MAX_ECHO - 3] + "..."
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(raw, bool) or raw is None:
-        return raw
-    if isinstance(raw, float) and not math.isfinite(raw):
-        return _NON_FINITE[str(raw)]
-    if isinstance(raw, int | float):
-        return raw if len(repr(raw)) <= MAX_ECHO else "<long number>"
-    return f"<{_kind(raw)}>"
-
-
-def bulk_item(raw: object, outcome: Verdict | InvalidUUID) -> dict[str, Any]:
-    """Return one result of a bulk answer."""
-    if isinstance(outcome, InvalidUUID):
-        shown = echo(raw)
-        return {
-            "uuid": shown,
-            "input": shown,
-            "exists": None,
-            "code": 400,
-            "status": None,
-            "source": "input",
-            "detail": str(outcome),
-        }
-    found = outcome.decisive
-    return {
-        "uuid": outcome.uuid,
-        "input": echo(raw),
-        "exists": outcome.presence.exists,
-        "code": code_of(outcome),
-        "status": found.status if found else None,
-        "matched": outcome.matched,
-        "source": outcome.source,
-        "detail": outcome.sentence(),
-    }
 
 
 def _too_large(description: str) -> falcon.HTTPContentTooLarge:
