@@ -1,8 +1,8 @@
 """Gunicorn reads this file from the working directory by default.
 
-The settings live in the package (instanceapi/gunicorn_conf.py) so that an
+The settings live in the package (instanceapi/serve/gunicorn_conf.py) so that an
 installed service uses the same ones: ``gunicorn -c gunicorn.conf.py`` here,
-``instanceapi serve`` (``gunicorn -c python:instanceapi.gunicorn_conf``) anywhere.
+``instanceapi serve`` (``gunicorn -c python:instanceapi.serve.gunicorn_conf``) anywhere.
 """
 
-from instanceapi.gunicorn_conf import *  # noqa: F403
+from instanceapi.serve.gunicorn_conf import *  # noqa: F403

@@ -4,7 +4,7 @@ It parses the UUID with the service's own rules (``instanceapi.uuids.parse_uuid`
 400 for anything else) and answers a small JSON body, with no index, no cache,
 no OpenStack. The benchmark runs it under the service's Gunicorn settings::
 
-    python -m gunicorn -c python:instanceapi.gunicorn_conf 'benchmarks.ceiling:create_app()'
+    python -m gunicorn -c python:instanceapi.serve.gunicorn_conf 'benchmarks.ceiling:create_app()'
 
 (the positional app replaces the config's ``wsgi_app``; the config still needs
 ``INSTANCEAPI_CLOUDS`` and a clouds.yaml, as for the service).

@@ -44,7 +44,7 @@ def check_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
             "gunicorn",
             "--check-config",
             "-c",
-            "python:instanceapi.gunicorn_conf",
+            "python:instanceapi.serve.gunicorn_conf",
         ],
         env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,

@@ -11,4 +11,11 @@ import sys
 
 def gunicorn_command(*extra: str) -> list[str]:
     """Return the command that runs Gunicorn with the bundled configuration."""
-    return [sys.executable, "-m", "gunicorn", "-c", "python:instanceapi.gunicorn_conf", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:instanceapi.serve.gunicorn_conf",
+        *extra,
+    ]

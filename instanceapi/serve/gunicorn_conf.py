@@ -1,6 +1,6 @@
 """Gunicorn settings for instanceapi, sectioned like Gunicorn's example config.
 
-Used as ``gunicorn -c python:instanceapi.gunicorn_conf`` (what ``instanceapi
+Used as ``gunicorn -c python:instanceapi.serve.gunicorn_conf`` (what ``instanceapi
 serve`` runs) or through the top-level ``gunicorn.conf.py``. Every value comes
 from the ``INSTANCEAPI_*`` settings, validated here so that a bad value stops
 the master at start-up with a message naming the variable.
