@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class TargetSpec:
+class RegionSpec:
     """A named cloud, and a region of it (None: every region the cloud lists)."""
 
     cloud: str
@@ -45,7 +45,8 @@ class TargetSpec:
 class Settings:
     """Everything the service reads at start-up."""
 
-    targets: tuple[TargetSpec, ...]
+    #: The configured clouds and regions (INSTANCEAPI_CLOUDS).
+    regions: tuple[RegionSpec, ...]
     timeout: float = 10.0
     retries: int = 2
     interface: str | None = None
@@ -82,16 +83,16 @@ class Settings:
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     #: Catalog regions whose instances never register to this Satellite: not checked,
     #: and their absence from the configuration is no doubt (INSTANCEAPI_EXCLUDE_REGIONS).
-    exclude_regions: tuple[TargetSpec, ...] = ()
+    exclude_regions: tuple[RegionSpec, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from a mapping (os.environ in production, a dict in tests)."""
         env = _merged(environ)
         _reject_unknown(env)
-        targets = _targets(env, environ)
+        regions = _regions(env, environ)
         return cls(
-            targets=targets,
+            regions=regions,
             timeout=_number(env, "TIMEOUT", 10.0, low=0.1, high=300.0),
             retries=int(_number(env, "RETRIES", 2, low=0, high=10, integer=True)),
             interface=_choice(env, "INTERFACE", None, _INTERFACES),
@@ -124,7 +125,7 @@ class Settings:
             forwarded_allow=_networks(env, "FORWARDED_ALLOW_IPS"),
             allowed_hosts=_hosts(env),
             api_tokens=_tokens(env, environ),
-            exclude_regions=_excluded(env, targets),
+            exclude_regions=_excluded(env, regions),
         )._checked()
 
     def _checked(self) -> Settings:
@@ -245,7 +246,7 @@ def _reject_unknown(env: Mapping[str, str]) -> None:
             raise ConfigError(key, "unknown setting (a typo?); see the README for the list")
 
 
-def _targets(env: Mapping[str, str], environ: Mapping[str, str]) -> tuple[TargetSpec, ...]:
+def _regions(env: Mapping[str, str], environ: Mapping[str, str]) -> tuple[RegionSpec, ...]:
     key = PREFIX + "CLOUDS"
     raw = env.get(key, "").strip()
     if not raw:
@@ -257,33 +258,33 @@ def _targets(env: Mapping[str, str], environ: Mapping[str, str]) -> tuple[Target
             "no cloud configured: set it (e.g. 'mycloud' or "
             "'mycloud/RegionOne,other'), or OS_CLOUD, or source an openrc",
         )
-    specs: list[TargetSpec] = []
+    specs: list[RegionSpec] = []
     for item in (part.strip() for part in raw.split(",")):
         cloud, _, region = item.partition("/")
         if not cloud.strip() or (_ and not region.strip()):
             raise ConfigError(key, f"{item!r} is not 'cloud' or 'cloud/region'")
-        spec = TargetSpec(cloud.strip(), region.strip() or None)
+        spec = RegionSpec(cloud.strip(), region.strip() or None)
         if spec in specs:
             raise ConfigError(key, f"{item!r} is listed twice")
         specs.append(spec)
     return tuple(specs)
 
 
-def _excluded(env: Mapping[str, str], targets: tuple[TargetSpec, ...]) -> tuple[TargetSpec, ...]:
+def _excluded(env: Mapping[str, str], regions: tuple[RegionSpec, ...]) -> tuple[RegionSpec, ...]:
     """Parse ``cloud/Region,...``: each of a configured cloud, none configured as a target."""
     key = PREFIX + "EXCLUDE_REGIONS"
-    clouds = {spec.cloud for spec in targets}
-    found: list[TargetSpec] = []
+    clouds = {spec.cloud for spec in regions}
+    found: list[RegionSpec] = []
     for item in (part.strip() for part in env.get(key, "").split(",")):
         if not item:
             continue
         cloud, _, region = (part.strip() for part in item.partition("/"))
-        spec = TargetSpec(cloud, region)
+        spec = RegionSpec(cloud, region)
         if not cloud or not region:
             raise ConfigError(key, f"{item!r} is not 'cloud/Region'")
         if cloud not in clouds:
             raise ConfigError(key, f"{item!r}: cloud {cloud!r} is not in INSTANCEAPI_CLOUDS")
-        if spec in targets:
+        if spec in regions:
             raise ConfigError(key, f"{item!r} is also configured in INSTANCEAPI_CLOUDS")
         if spec in found:
             raise ConfigError(key, f"{item!r} is listed twice")

@@ -15,7 +15,7 @@ from instanceapi.check.catalog import RegionCoverage, coverages
 from instanceapi.check.region import lists_unreachable_cells
 from instanceapi.check.visibility import Rule, probe
 from instanceapi.config import ConfigError, Settings
-from instanceapi.openstack import NovaTarget, UpstreamError, build_targets
+from instanceapi.openstack import NovaRegion, UpstreamError, build_regions
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG = 0, 1, 2
 _HINTS = {
@@ -51,7 +51,7 @@ def run(environ: Mapping[str, str], out: TextIO) -> int:
     """Check everything; return the exit status."""
     try:
         settings = Settings.from_env(environ)
-        targets = build_targets(settings)
+        targets = build_regions(settings)
     except ConfigError as ex:
         print(f"✗ configuration: {ex}", file=out)
         return EXIT_CONFIG
@@ -76,7 +76,7 @@ def run(environ: Mapping[str, str], out: TextIO) -> int:
 
 
 def check_target(
-    target: NovaTarget, report: Report, coverage: RegionCoverage | None = None
+    target: NovaRegion, report: Report, coverage: RegionCoverage | None = None
 ) -> None:
     """Run each step for one target; stop at the first step the others depend on.
 
@@ -84,10 +84,10 @@ def check_target(
     """
     coverage = coverage or RegionCoverage(target.cloud, frozenset({target.region}))
 
-    def regions(target: NovaTarget, report: Report) -> None:
+    def regions(target: NovaRegion, report: Report) -> None:
         _regions(target, report, coverage)
 
-    steps: list[tuple[Callable[[NovaTarget, Report], None], bool]] = [
+    steps: list[tuple[Callable[[NovaRegion, Report], None], bool]] = [
         (_authenticate, True),
         (regions, False),
         (_compute, True),
@@ -105,12 +105,12 @@ def check_target(
             return
 
 
-def _authenticate(target: NovaTarget, report: Report) -> None:
+def _authenticate(target: NovaRegion, report: Report) -> None:
     me = target.identity()
     report.ok(f"authenticated: project {me.project_id}, roles {', '.join(sorted(me.roles))}")
 
 
-def _regions(target: NovaTarget, report: Report, coverage: RegionCoverage) -> None:
+def _regions(target: NovaRegion, report: Report, coverage: RegionCoverage) -> None:
     found = target.compute_regions(fresh=True)
     problem = coverage.problem(found)
     if target.region and target.region not in found:
@@ -126,7 +126,7 @@ def _regions(target: NovaTarget, report: Report, coverage: RegionCoverage) -> No
         report.ok(f"compute regions in the catalog: {names}; all checked or excluded")
 
 
-def _compute(target: NovaTarget, report: Report) -> None:
+def _compute(target: NovaRegion, report: Report) -> None:
     version = target.microversion()
     report.ok(
         f"compute endpoint {target.endpoint}: microversions up to "
@@ -139,7 +139,7 @@ def _compute(target: NovaTarget, report: Report) -> None:
         )
 
 
-def _visibility(target: NovaTarget, report: Report) -> None:
+def _visibility(target: NovaRegion, report: Report) -> None:
     seen = probe(target, time.monotonic())
     if seen.rule is Rule.BY_ID:
         report.ok(f"sees every project's servers by id: {seen.reason}")
@@ -153,7 +153,7 @@ def _visibility(target: NovaTarget, report: Report) -> None:
         report.fail(f"cannot prove absence (every absent UUID would answer 500): {seen.reason}")
 
 
-def _count(target: NovaTarget, report: Report) -> None:
+def _count(target: NovaRegion, report: Report) -> None:
     started = time.perf_counter()
     total = pages = 0
     for page in target.list_servers():

@@ -23,8 +23,8 @@ from keystoneauth1 import fixture
 from keystoneauth1 import session as ksa_session
 from keystoneauth1.identity import v3
 
-from instanceapi.check.checker import Checker, TargetChecker
-from instanceapi.openstack import NovaTarget
+from instanceapi.check.checker import Checker, RegionChecker
+from instanceapi.openstack import NovaRegion
 
 FORBIDDEN = {
     "forbidden": {
@@ -118,8 +118,8 @@ class FakeCloud:
         else:
             self.mocker.register_uri(requests_mock.ANY, re.compile(pattern), **response)
 
-    def target(self, *, retries: int = 0, timeout: float = 5.0) -> NovaTarget:
-        """Return a real NovaTarget (keystoneauth1 + novaclient) pointed at this fake."""
+    def nova(self, *, retries: int = 0, timeout: float = 5.0) -> NovaRegion:
+        """Return a real NovaRegion (keystoneauth1 + novaclient) pointed at this fake."""
         auth = v3.Password(
             auth_url=self.auth_url,
             username="svc",
@@ -129,7 +129,7 @@ class FakeCloud:
             project_domain_name="Default",
         )
         session = ksa_session.Session(auth=auth, timeout=timeout, connect_retries=retries)
-        return NovaTarget(
+        return NovaRegion(
             cloud=self.name,
             region=self.region,
             session=session,
@@ -229,7 +229,7 @@ class FakeCloud:
 
 def checker_for(*clouds: FakeCloud, retries: int = 0) -> Checker:
     """Return a real Checker over NovaTargets pointed at the given fakes."""
-    return Checker([TargetChecker(c.target(retries=retries)) for c in clouds])
+    return Checker([RegionChecker(c.nova(retries=retries)) for c in clouds])
 
 
 def body_text(response: Any) -> str:

@@ -15,9 +15,9 @@ import pytest
 import requests
 from falcon import testing
 
-from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.check.store.absent import SharedAbsentCache
-from instanceapi.config import Settings, TargetSpec
+from instanceapi.config import RegionSpec, Settings
 from instanceapi.http.app import create_app
 from instanceapi.metrics import Metrics
 from instanceapi.reap.service import ServiceClient
@@ -25,7 +25,7 @@ from instanceapi.uuids import byte_swapped
 from instanceapi.verdict import Presence
 from tests.fakes import FakeCloud, new_uuid
 
-SETTINGS = Settings(targets=(TargetSpec("cloud"),))
+SETTINGS = Settings(regions=(RegionSpec("cloud"),))
 CONFLICTS = "instanceapi_absence_conflicts_total"
 
 
@@ -46,7 +46,7 @@ def cloud(requests_mock) -> FakeCloud:
 
 def worker(cloud: FakeCloud, shared: SharedAbsentCache, metrics: Metrics, **kwargs) -> Checker:
     return Checker(
-        [TargetChecker(cloud.target())],
+        [RegionChecker(cloud.nova())],
         shared=shared,
         on_conflict=metrics.absence_conflicts.inc,
         **kwargs,
@@ -60,7 +60,7 @@ def test_a_fresh_index_listing_the_uuid_wins_over_a_cached_absence(cloud, tmp_pa
     uuid = new_uuid()
     assert checker.check(uuid).presence is Presence.ABSENT  # recorded, rightly or not
     cloud.add(server_id=uuid)  # an upstream anomaly (or our bug): it is listed after all
-    checker.targets[0].refresh_index()
+    checker.regions[0].refresh_index()
     verdict = checker.check(uuid)
     assert (verdict.presence, verdict.source) == (Presence.PRESENT, "index")
     assert shared.get(uuid) is None and len(checker.absent) == 0
@@ -77,7 +77,7 @@ def test_a_worker_whose_index_is_stale_drops_an_absence_another_index_contradict
     uuid = new_uuid()
     assert stale.check(uuid).presence is Presence.ABSENT  # in its memory and the table
     cloud.add(server_id=uuid)
-    fresh.targets[0].refresh_index()
+    fresh.regions[0].refresh_index()
     fresh.reconcile()  # what the refresher does after each refresh
     assert shared.get(uuid) is None
     assert metrics.registry.get_sample_value(CONFLICTS) == 1
@@ -102,7 +102,7 @@ def test_cached_absences_expire(cloud, tmp_path):
 
 def test_no_cache_demands_a_new_observation_single_and_bulk(cloud):
     client = testing.TestClient(
-        create_app(SETTINGS, checker=Checker([TargetChecker(cloud.target())]))
+        create_app(SETTINGS, checker=Checker([RegionChecker(cloud.nova())]))
     )
     uuid = new_uuid()
     assert client.simulate_get(f"/check/{uuid}").status_code == 404
@@ -119,7 +119,7 @@ def test_no_cache_demands_a_new_observation_single_and_bulk(cloud):
 
 def test_no_cache_lookups_stay_bounded_503_never_404(cloud):
     busy = cloud.add()
-    checker = Checker([TargetChecker(cloud.target())], max_live_lookups=1, slot_wait=0.05)
+    checker = Checker([RegionChecker(cloud.nova())], max_live_lookups=1, slot_wait=0.05)
     client = testing.TestClient(create_app(SETTINGS, checker=checker))
     absent = new_uuid()
     assert client.simulate_get(f"/check/{absent}").status_code == 404
@@ -175,7 +175,7 @@ def test_reconcile_also_sees_the_byte_swapped_twin_listed(cloud, tmp_path):
     asked = byte_swapped(twin)  # as dmidecode printed it
     assert checker.check(asked).presence is Presence.ABSENT  # both forms 404: recorded
     cloud.add(server_id=twin)
-    checker.targets[0].refresh_index()
+    checker.regions[0].refresh_index()
     checker.reconcile()
     assert len(checker.absent) == 0 and shared.uuids() == []
     assert metrics.registry.get_sample_value(CONFLICTS) == 1

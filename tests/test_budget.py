@@ -9,10 +9,10 @@ import pytest
 from falcon import testing
 
 from instanceapi.check.budget import TokenBucket, UpstreamBudget
-from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.check.fairpool import FairPool
 from instanceapi.check.store.absent import SharedAbsentCache
-from instanceapi.config import Settings, TargetSpec
+from instanceapi.config import RegionSpec, Settings
 from instanceapi.http.app import create_app
 from instanceapi.metrics import Metrics
 from instanceapi.openstack.breaker import Breaker
@@ -20,7 +20,7 @@ from instanceapi.uuids import byte_swapped
 from instanceapi.verdict import Presence, Sighting, Verdict
 from tests.fakes import FakeCloud, not_found
 
-DEFAULTS = Settings(targets=(TargetSpec("cloud"),))
+DEFAULTS = Settings(regions=(RegionSpec("cloud"),))
 KEYSTONE_401 = {
     "error": {
         "code": 401,
@@ -57,7 +57,7 @@ def client_for(
     breaker: Breaker | None = None,
 ) -> testing.TestClient:
     """Return a client of the app wired as build_checker wires it, with the default budget."""
-    target = cloud.target()
+    target = cloud.nova()
     if breaker is not None:
         target._breaker = breaker
     budget = UpstreamBudget(
@@ -67,7 +67,7 @@ def client_for(
         **({"clock": clock} if clock else {}),
     )
     checker = Checker(
-        [TargetChecker(target)],
+        [RegionChecker(target)],
         bulk_concurrency=DEFAULTS.bulk_concurrency,
         budget=budget,
         bulk_max_live=DEFAULTS.bulk_max_live,
@@ -204,7 +204,7 @@ def test_the_twin_is_not_asked_where_the_first_lookup_failed(cloud):
 
 
 def test_a_small_bulk_is_served_in_turn_while_a_large_one_runs(cloud):
-    checker = Checker([TargetChecker(cloud.target())], bulk_concurrency=1, bulk_max_live=1000)
+    checker = Checker([RegionChecker(cloud.nova())], bulk_concurrency=1, bulk_max_live=1000)
     client = testing.TestClient(create_app(DEFAULTS, checker=checker, metrics=Metrics()))
     client.simulate_get(f"/check/{twin_is_v4(False)}")  # visibility established
     large = [twin_is_v4(False) for _ in range(30)]
@@ -287,7 +287,7 @@ def test_absences_another_worker_confirmed_do_not_count_against_the_cap(cloud, t
     for uuid in known:
         sighting = Sighting("c/R", "c", "R", uuid, Presence.ABSENT, "c/R: 404", rule="by-id")
         shared.put(Verdict(uuid, Presence.ABSENT, (sighting,)))
-    checker = Checker([TargetChecker(cloud.target())], shared=shared)
+    checker = Checker([RegionChecker(cloud.nova())], shared=shared)
     fresh = [twin_is_v4(False) for _ in range(5)]
     verdicts = checker.check_many(known + fresh)
     assert [v.presence for v in verdicts] == [Presence.ABSENT] * len(known + fresh)

@@ -7,8 +7,8 @@ import json
 import pytest
 from falcon import testing
 
-from instanceapi.check.checker import Checker, TargetChecker
-from instanceapi.config import Settings, TargetSpec
+from instanceapi.check.checker import Checker, RegionChecker
+from instanceapi.config import RegionSpec, Settings
 from instanceapi.http.app import create_app
 from tests.fakes import FakeCloud
 
@@ -25,8 +25,8 @@ def strict_json(data: bytes) -> object:
 @pytest.fixture
 def client(requests_mock):
     cloud = FakeCloud(requests_mock)
-    checker = Checker([TargetChecker(cloud.target())])
-    client = testing.TestClient(create_app(Settings(targets=(TargetSpec("c"),)), checker=checker))
+    checker = Checker([RegionChecker(cloud.nova())])
+    client = testing.TestClient(create_app(Settings(regions=(RegionSpec("c"),)), checker=checker))
     client.existing = cloud.add()  # type: ignore[attr-defined]
     return client
 

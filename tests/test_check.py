@@ -6,12 +6,12 @@ import pytest
 import requests
 from falcon import testing
 
-from instanceapi.config import Settings, TargetSpec
+from instanceapi.config import RegionSpec, Settings
 from instanceapi.http.app import create_app
 from instanceapi.uuids import byte_swapped
 from tests.fakes import PASSWORD, FakeCloud, checker_for, new_uuid
 
-SETTINGS = Settings(targets=(TargetSpec("cloud"),))
+SETTINGS = Settings(regions=(RegionSpec("cloud"),))
 STATES = [
     "ACTIVE",
     "BUILD",

@@ -14,7 +14,7 @@ import time
 import pytest
 from falcon import testing
 
-from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.http.app import create_app
 from tests.fakes import FakeCloud
 from tests.test_check import SETTINGS
@@ -40,14 +40,14 @@ def listing_cloud(requests_mock):
     return cloud
 
 
-def client_for(target: TargetChecker) -> testing.TestClient:
+def client_for(target: RegionChecker) -> testing.TestClient:
     return testing.TestClient(create_app(SETTINGS, checker=Checker([target])))
 
 
 @pytest.mark.parametrize("step", [-120.0, -86400.0, 3600.0])
 def test_a_server_created_after_a_wall_clock_step_is_never_absent(listing_cloud, step):
     wall = Wall()
-    target = TargetChecker(listing_cloud.target(), wall=wall)
+    target = RegionChecker(listing_cloud.nova(), wall=wall)
     client = client_for(target)
     gone = listing_cloud.add("DELETED", project_id=OTHER_PROJECT)
     assert client.simulate_get(f"/check/{gone}").status_code == 404  # full listing read
@@ -62,7 +62,7 @@ def test_a_server_created_after_a_wall_clock_step_is_never_absent(listing_cloud,
 
 def test_a_forward_step_does_not_age_the_index(listing_cloud):
     wall = Wall()
-    target = TargetChecker(listing_cloud.target(), wall=wall, max_index_age=300.0)
+    target = RegionChecker(listing_cloud.nova(), wall=wall, max_index_age=300.0)
     target.refresh_index()
     wall.step = 3600.0
     age = target.index.age()
@@ -74,8 +74,8 @@ def test_the_visibility_probe_schedule_ignores_wall_steps(listing_cloud):
     """A step back must not postpone the next re-probe (by a day here)."""
     now = [100.0]
     wall = Wall()
-    target = TargetChecker(
-        listing_cloud.target(), clock=lambda: now[0], wall=wall, visibility_interval=300.0
+    target = RegionChecker(
+        listing_cloud.nova(), clock=lambda: now[0], wall=wall, visibility_interval=300.0
     )
     target.visibility.current()
     probe = listing_cloud.compute_url + "/servers/detail?all_tenants=1"
@@ -91,7 +91,7 @@ def test_nova_calls_do_not_stall_after_the_wall_clock_steps_back(requests_mock, 
     """keystoneauth's adapters wait until time.time() passes their creation time."""
     cloud = FakeCloud(requests_mock)
     uuid = cloud.add()
-    target = cloud.target()
+    target = cloud.nova()
     assert target.show(uuid) is not None  # the compute adapter is made now
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() - 600.0)  # NTP: ten minutes back

@@ -4,35 +4,35 @@ from __future__ import annotations
 
 import pytest
 
-from instanceapi.config import ConfigError, Settings, TargetSpec
+from instanceapi.config import ConfigError, RegionSpec, Settings
 
 BASE = {"INSTANCEAPI_CLOUDS": "demo"}
 
 
 def test_defaults():
     settings = Settings.from_env(BASE)
-    assert settings.targets == (TargetSpec("demo"),)
+    assert settings.regions == (RegionSpec("demo"),)
     assert (settings.timeout, settings.retries, settings.bind) == (10.0, 2, "127.0.0.1:8080")
 
 
 def test_targets_with_regions():
     settings = Settings.from_env({"INSTANCEAPI_CLOUDS": "a/RegionOne, a/RegionTwo,b"})
-    assert settings.targets == (
-        TargetSpec("a", "RegionOne"),
-        TargetSpec("a", "RegionTwo"),
-        TargetSpec("b"),
+    assert settings.regions == (
+        RegionSpec("a", "RegionOne"),
+        RegionSpec("a", "RegionTwo"),
+        RegionSpec("b"),
     )
 
 
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"OS_CLOUD": "mycloud"}, TargetSpec("mycloud")),
-        ({"OS_AUTH_URL": "https://keystone.example:5000/v3"}, TargetSpec("envvars")),
+        ({"OS_CLOUD": "mycloud"}, RegionSpec("mycloud")),
+        ({"OS_AUTH_URL": "https://keystone.example:5000/v3"}, RegionSpec("envvars")),
     ],
 )
 def test_openstack_defaults(env, expected):
-    assert Settings.from_env(env).targets == (expected,)
+    assert Settings.from_env(env).regions == (expected,)
 
 
 def test_absent_cache_ttl_default_and_setting():
@@ -78,7 +78,7 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
     path = tmp_path / "instanceapi.env"
     path.write_text("# comment\nINSTANCEAPI_CLOUDS=fromfile\nINSTANCEAPI_TIMEOUT='3'\n\n")
     settings = Settings.from_env({"INSTANCEAPI_CONFIG_FILE": str(path), "INSTANCEAPI_TIMEOUT": "4"})
-    assert settings.targets == (TargetSpec("fromfile"),)
+    assert settings.regions == (RegionSpec("fromfile"),)
     assert settings.timeout == 4.0
 
 
@@ -101,7 +101,7 @@ def test_example_env_file_lists_every_setting_and_is_valid():
     text = example.read_text()
     documented = {name for name in _KNOWN if f"INSTANCEAPI_{name}=" in text}
     assert documented == _KNOWN - {"CONFIG_FILE"}
-    assert Settings.from_env(read_env_file(example)).targets == (TargetSpec("mycloud"),)
+    assert Settings.from_env(read_env_file(example)).regions == (RegionSpec("mycloud"),)
 
 
 def test_tls_needs_both_files_and_readable_ones(tmp_path):

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 import pytest
 from falcon import testing
 
-from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.check.refresher.loop import Refresher
 from instanceapi.check.visibility import Rule
-from instanceapi.config import Settings, TargetSpec
+from instanceapi.config import RegionSpec, Settings
 from instanceapi.http.app import create_app
 from instanceapi.metrics import Metrics
-from instanceapi.openstack import NovaTarget
+from instanceapi.openstack import NovaRegion
 from instanceapi.testing import SimulatedCloud
 from instanceapi.testing.clients import password_session
 from instanceapi.verdict import Presence
@@ -27,7 +27,7 @@ from tests.fakes import FakeCloud, checker_for, new_uuid, nova_time
 
 OTHER_PROJECT = "0" * 32
 READER = ("reader",)
-SETTINGS = Settings(targets=(TargetSpec("cloud"),))
+SETTINGS = Settings(regions=(RegionSpec("cloud"),))
 
 
 def client_for(cloud: FakeCloud) -> testing.TestClient:
@@ -47,7 +47,7 @@ def test_listing_rule_does_not_trust_a_listing_read_while_a_cell_was_down(reques
     checker = checker_for(cloud)
     client = testing.TestClient(create_app(SETTINGS, checker=checker))
     assert client.simulate_get(f"/check/{theirs}").status_code == 500  # 200 UNKNOWN by id
-    checker.targets[0].refresh_index()  # the background refresh, during the outage
+    checker.regions[0].refresh_index()  # the background refresh, during the outage
     cloud.down.clear()  # the cell answers again: the reader's GET is 404 once more
     answer = client.simulate_get(f"/check/{theirs}")
     assert answer.status_code == 500, answer.json
@@ -75,10 +75,10 @@ def test_index_read_while_a_cell_is_down_is_incomplete_then_reread_at_once(reque
     hidden = cloud.add(project_id=OTHER_PROJECT)
     cloud.add(project_id=OTHER_PROJECT)
     cloud.down.add(hidden)
-    target = TargetChecker(cloud.target())
+    target = RegionChecker(cloud.nova())
     metrics = Metrics()
     refresher = Refresher([target], interval=1000.0, metrics=metrics)
-    complete = {"target": target.target.name}
+    complete = {"target": target.nova.name}
     refresher.run_once()
     assert target.index.peek(hidden) is None
     assert "1 server(s) as UNKNOWN" in (target.readiness() or "")
@@ -136,14 +136,14 @@ def sim() -> Iterator[SimulatedCloud]:
 
 
 def checker_on(cloud: SimulatedCloud, user: str) -> Checker:
-    target = NovaTarget(
+    target = NovaRegion(
         cloud="demo",
         region="RegionOne",
         session=password_session(cloud, user),
         interface="public",
         retries=0,
     )
-    return Checker([TargetChecker(target)], absent_cache_size=0)
+    return Checker([RegionChecker(target)], absent_cache_size=0)
 
 
 @pytest.mark.parametrize("microversion", ["2.96", "2.60"])
@@ -153,7 +153,7 @@ def test_by_id_rule_never_404s_a_down_cells_server_even_deleted(sim, microversio
     sim.delete_server(deleted)
     sim.set_max_microversion(microversion)
     checker = checker_on(sim, "admin")
-    assert checker.targets[0].visibility.current().rule is Rule.BY_ID
+    assert checker.regions[0].visibility.current().rule is Rule.BY_ID
     sim.set_cell_down("cell2")
     for uuid in (live, deleted):
         verdict = checker.check(uuid)
@@ -167,7 +167,7 @@ def test_reader_never_gets_a_404_for_a_down_cells_server_nor_after_it_comes_back
     theirs = sim.add_server(project="beta", cell="cell2").id
     sim.set_cell_down("cell2")
     checker = checker_on(sim, "reader-all")
-    target = checker.targets[0]
+    target = checker.regions[0]
     target.refresh_index()  # the full listing skips cell2, silently
     assert target.visibility.current().rule is Rule.LISTING
     assert target.index.incomplete
@@ -183,7 +183,7 @@ def test_probe_of_a_reader_ignores_a_server_being_built(sim):
     """Item 6, on the simulated Nova: the newest server of another project is being built."""
     sim.add_server(project="gamma", stage="unscheduled")
     checker = checker_on(sim, "reader-all")
-    assert checker.targets[0].visibility.current().rule is Rule.LISTING
+    assert checker.regions[0].visibility.current().rule is Rule.LISTING
     assert checker.check(new_uuid()).presence is Presence.UNKNOWN
 
 

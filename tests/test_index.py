@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from falcon import testing
 
-from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.check.refresher.loop import Refresher
 from instanceapi.http.app import create_app
 from tests.fakes import FakeCloud, new_uuid
@@ -44,9 +44,9 @@ class Rig:
 
 
 def make(cloud, clock, **kwargs):
-    target = TargetChecker(cloud.target(), clock=clock, **kwargs)
+    target = RegionChecker(cloud.nova(), clock=clock, **kwargs)
     checker = Checker([target])
-    refresher = Refresher(checker.targets, interval=15.0, clock=clock)
+    refresher = Refresher(checker.regions, interval=15.0, clock=clock)
     client = testing.TestClient(create_app(SETTINGS, checker=checker))
     return Rig(checker, refresher, client)
 
@@ -67,7 +67,7 @@ def test_indexed_instance_costs_no_upstream_call(cloud, clock):
     ids = [cloud.add() for _ in range(120)]
     rig = make(cloud, clock)
     rig.refresher.run_once()
-    assert len(rig.checker.targets[0].index) == 121  # every page was read
+    assert len(rig.checker.regions[0].index) == 121  # every page was read
     before = len(cloud.mocker.request_history)
     for uuid in ids:
         answer = rig.client.simulate_get(f"/check/{uuid}")
@@ -90,7 +90,7 @@ def test_refresh_adds_new_and_drops_deleted(cloud, clock):
     gone = cloud.add()
     rig = make(cloud, clock)
     rig.refresher.run_once()
-    index = rig.checker.targets[0].index
+    index = rig.checker.regions[0].index
     assert index.peek(gone) == "ACTIVE"
     new = cloud.add()
     cloud.servers[gone]["status"] = "DELETED"
@@ -122,7 +122,7 @@ def test_stale_index_falls_back_to_live_lookups(cloud, clock):
     cloud.fail(r".*/servers/detail", status_code=500, text="down")
     clock.now += 301
     rig.refresher.run_once()  # fails: keeps the last good index, but it is now too old
-    assert rig.checker.targets[0].index.peek(uuid) == "ACTIVE"
+    assert rig.checker.regions[0].index.peek(uuid) == "ACTIVE"
     before = shows(cloud)
     answer = rig.client.simulate_get(f"/check/{uuid}")
     assert (answer.status_code, answer.json["source"]) == (200, "live")
@@ -140,7 +140,7 @@ def test_failed_refresh_backs_off(cloud, clock):
         delays.append(rig.refresher.run_once())
         clock.now += delays[-1]
     assert delays == [15.0, 30.0, 60.0, 120.0]
-    assert rig.checker.targets[0].index.failures == 4
+    assert rig.checker.regions[0].index.failures == 4
 
 
 def test_absent_uuid_is_remembered(cloud, clock):
@@ -165,7 +165,7 @@ def test_unknown_answers_are_not_remembered(cloud, clock):
 
 
 def test_absent_cache_is_bounded(cloud, clock):
-    target = TargetChecker(cloud.target(), clock=clock)
+    target = RegionChecker(cloud.nova(), clock=clock)
     checker = Checker([target], absent_cache_size=3)
     for _ in range(5):
         checker.check(new_uuid())
@@ -274,4 +274,4 @@ def test_refreshes_do_not_ping_keystone_each_time(cloud, clock):
     cloud.fail(r".*keystone.*", status_code=503, text="down")
     clock.now += 300
     rig.refresher.run_once()
-    assert rig.checker.targets[0].readiness().startswith("Keystone")
+    assert rig.checker.regions[0].readiness().startswith("Keystone")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from falcon import testing
 
-from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.check.refresher.loop import Refresher
 from instanceapi.http.app import create_app
 from instanceapi.metrics import Metrics
@@ -40,7 +40,7 @@ def test_a_listing_whose_marker_does_not_advance_stops(cloud):
     # A proxy replaying page 1 forever; after 20 replays, a 500 (bounds the old loop).
     cloud.fail(LISTING, [{"json": same}] * 20 + [{"status_code": 500}])
     with pytest.raises(UpstreamError) as caught:
-        list(cloud.target().list_servers())
+        list(cloud.nova().list_servers())
     assert "did not advance" in caught.value.reason
     assert cloud.calls("GET", "/servers/detail") == 2
 
@@ -48,7 +48,7 @@ def test_a_listing_whose_marker_does_not_advance_stops(cloud):
 def test_a_listing_past_the_page_bound_stops(cloud):
     pages = [{"json": page(server())} for _ in range(10)]
     cloud.fail(LISTING, [*pages, {"status_code": 500}])  # a 500 bounds the old loop
-    target = cloud.target()
+    target = cloud.nova()
     target.max_listing_pages = 4
     with pytest.raises(UpstreamError) as caught:
         list(target.list_servers())
@@ -73,7 +73,7 @@ def test_a_listing_past_the_page_bound_stops(cloud):
 def test_a_malformed_page_is_an_upstream_error(cloud, body):
     cloud.fail(LISTING, json=body)
     with pytest.raises(UpstreamError) as caught:
-        list(cloud.target().list_servers())
+        list(cloud.nova().list_servers())
     assert "GET /servers/detail" in caught.value.reason
 
 
@@ -82,9 +82,9 @@ def test_garbage_in_the_listing_is_doubt_for_that_target_only(requests_mock):
     bad = FakeCloud(requests_mock, name="bad", roles=("reader",), can_list_all=True)
     good = FakeCloud(requests_mock, name="good", roles=("reader",), can_list_all=True)
     metrics = Metrics()
-    checker = Checker([TargetChecker(bad.target()), TargetChecker(good.target())])
+    checker = Checker([RegionChecker(bad.nova()), RegionChecker(good.nova())])
     now = [0.0]
-    refresher = Refresher(checker.targets, metrics=metrics, clock=lambda: now[0])
+    refresher = Refresher(checker.regions, metrics=metrics, clock=lambda: now[0])
     refresher.run_once()  # both fine: the listing rule is established
     bad.fail(r".*nova\.bad-regionone.*/servers/detail.*", json=page("id-like junk", more=False))
     listing = good.compute_url + "/servers/detail"

@@ -8,9 +8,9 @@ import logging
 import pytest
 import yaml
 
-from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.config import ConfigError, Settings
-from instanceapi.openstack import build_targets
+from instanceapi.openstack import build_regions
 from tests.fakes import PASSWORD, FakeCloud, new_uuid
 
 SECRET = "app-cred-secret-9f8e7d"
@@ -45,7 +45,7 @@ def test_regions_list_gives_one_target_per_region(tmp_path, monkeypatch, request
     two = FakeCloud(requests_mock, region="RegionTwo")
     two.auth_url = one.auth_url  # one Keystone, two Nova regions
     write_clouds(tmp_path, monkeypatch, one, regions=["RegionOne", "RegionTwo"])
-    targets = build_targets(Settings.from_env({"INSTANCEAPI_CLOUDS": "demo"}))
+    targets = build_regions(Settings.from_env({"INSTANCEAPI_CLOUDS": "demo"}))
     assert [t.name for t in targets] == ["demo/RegionOne", "demo/RegionTwo"]
 
 
@@ -53,8 +53,8 @@ def test_password_cloud_answers_checks(tmp_path, monkeypatch, requests_mock):
     cloud = FakeCloud(requests_mock)
     uuid = cloud.add()
     write_clouds(tmp_path, monkeypatch, cloud, region_name="RegionOne")
-    [target] = build_targets(Settings.from_env({"INSTANCEAPI_CLOUDS": "demo"}))
-    checker = Checker([TargetChecker(target)])
+    [target] = build_regions(Settings.from_env({"INSTANCEAPI_CLOUDS": "demo"}))
+    checker = Checker([RegionChecker(target)])
     assert checker.check(uuid).presence.value == "present"
     assert checker.check(new_uuid()).presence.value == "absent"
 
@@ -71,8 +71,8 @@ def test_application_credential_auth(tmp_path, monkeypatch, requests_mock, caplo
         auth={"application_credential_id": "abc123", "application_credential_secret": SECRET},
         region_name="RegionOne",
     )
-    [target] = build_targets(Settings.from_env({"INSTANCEAPI_CLOUDS": "demo"}))
-    assert Checker([TargetChecker(target)]).check(uuid).presence.value == "present"
+    [target] = build_regions(Settings.from_env({"INSTANCEAPI_CLOUDS": "demo"}))
+    assert Checker([RegionChecker(target)]).check(uuid).presence.value == "present"
     [token_request] = [r for r in requests_mock.request_history if r.method == "POST"]
     assert json.loads(token_request.text)["auth"]["identity"]["methods"] == [
         "application_credential"
@@ -95,9 +95,9 @@ def test_openrc_variables(monkeypatch, requests_mock):
     }.items():
         monkeypatch.setenv(key, value)
     settings = Settings.from_env({"OS_AUTH_URL": cloud.auth_url})
-    [target] = build_targets(settings)
+    [target] = build_regions(settings)
     assert target.cloud == "envvars"
-    assert Checker([TargetChecker(target)]).check(uuid).presence.value == "present"
+    assert Checker([RegionChecker(target)]).check(uuid).presence.value == "present"
 
 
 def test_cacert_is_honoured_and_insecure_is_explicit(tmp_path, monkeypatch, requests_mock, caplog):
@@ -105,12 +105,12 @@ def test_cacert_is_honoured_and_insecure_is_explicit(tmp_path, monkeypatch, requ
     bundle = tmp_path / "ca.pem"
     bundle.write_text("not really a certificate")
     write_clouds(tmp_path, monkeypatch, cloud, cacert=str(bundle), region_name="RegionOne")
-    [target] = build_targets(Settings.from_env({"INSTANCEAPI_CLOUDS": "demo"}))
+    [target] = build_regions(Settings.from_env({"INSTANCEAPI_CLOUDS": "demo"}))
     assert target._session.verify == str(bundle)
     assert "TLS verification is turned off" not in caplog.text
 
     write_clouds(tmp_path, monkeypatch, cloud, verify=False, region_name="RegionOne")
-    [target] = build_targets(Settings.from_env({"INSTANCEAPI_CLOUDS": "demo"}))
+    [target] = build_regions(Settings.from_env({"INSTANCEAPI_CLOUDS": "demo"}))
     assert target._session.verify is False
     assert "TLS verification is turned off" in caplog.text
 
@@ -118,7 +118,7 @@ def test_cacert_is_honoured_and_insecure_is_explicit(tmp_path, monkeypatch, requ
 def test_timeout_and_retries_reach_the_session(tmp_path, monkeypatch, requests_mock):
     cloud = FakeCloud(requests_mock)
     write_clouds(tmp_path, monkeypatch, cloud, region_name="RegionOne")
-    [target] = build_targets(
+    [target] = build_regions(
         Settings.from_env(
             {"INSTANCEAPI_CLOUDS": "demo", "INSTANCEAPI_TIMEOUT": "7", "INSTANCEAPI_RETRIES": "3"}
         )
@@ -130,4 +130,4 @@ def test_timeout_and_retries_reach_the_session(tmp_path, monkeypatch, requests_m
 def test_unknown_cloud_names_the_setting(tmp_path, monkeypatch, requests_mock):
     write_clouds(tmp_path, monkeypatch, FakeCloud(requests_mock))
     with pytest.raises(ConfigError, match="INSTANCEAPI_CLOUDS: cloud 'nope' is not configured"):
-        build_targets(Settings.from_env({"INSTANCEAPI_CLOUDS": "nope"}))
+        build_regions(Settings.from_env({"INSTANCEAPI_CLOUDS": "nope"}))

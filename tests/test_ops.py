@@ -12,8 +12,8 @@ import requests
 from falcon import testing
 
 from instanceapi import logs
-from instanceapi.check.checker import Checker, TargetChecker
-from instanceapi.config import Settings, TargetSpec
+from instanceapi.check.checker import Checker, RegionChecker
+from instanceapi.config import RegionSpec, Settings
 from instanceapi.http.app import create_app, upstream_observer
 from instanceapi.metrics import Metrics
 from tests.fakes import PASSWORD, FakeCloud, new_uuid
@@ -23,10 +23,10 @@ TOKEN = "t0ken-for-the-satellite-team-0123456789"
 
 def app_for(cloud: FakeCloud, *, settings: Settings | None = None, **checker_kwargs):
     metrics = Metrics()
-    target = cloud.target()
+    target = cloud.nova()
     target._observe = upstream_observer(metrics)  # what build_checker wires in production
-    checker = Checker([TargetChecker(target)], **checker_kwargs)
-    settings = settings or Settings(targets=(TargetSpec("cloud"),))
+    checker = Checker([RegionChecker(target)], **checker_kwargs)
+    settings = settings or Settings(regions=(RegionSpec("cloud"),))
     return testing.TestClient(create_app(settings, checker=checker, metrics=metrics)), metrics
 
 
@@ -71,7 +71,7 @@ def test_json_log_format(cloud, capsys):
 
 
 def test_bearer_token_is_required_but_health_stays_open(cloud):
-    settings = Settings(targets=(TargetSpec("cloud"),), api_tokens=(TOKEN,))
+    settings = Settings(regions=(RegionSpec("cloud"),), api_tokens=(TOKEN,))
     client, _ = app_for(cloud, settings=settings)
     uuid = cloud.add()
     assert client.simulate_get("/healthz").status_code == 200
@@ -95,7 +95,7 @@ def test_address_allowlist(cloud):
     import ipaddress
 
     settings = Settings(
-        targets=(TargetSpec("cloud"),), allow_networks=(ipaddress.ip_network("10.1.0.0/16"),)
+        regions=(RegionSpec("cloud"),), allow_networks=(ipaddress.ip_network("10.1.0.0/16"),)
     )
     client, _ = app_for(cloud, settings=settings)
     uuid = cloud.add()
@@ -109,7 +109,7 @@ def test_allowlist_reads_x_forwarded_for_only_from_a_trusted_proxy(cloud):
     import ipaddress
 
     settings = Settings(
-        targets=(TargetSpec("cloud"),),
+        regions=(RegionSpec("cloud"),),
         allow_networks=(ipaddress.ip_network("10.1.0.0/16"),),
         forwarded_allow=(ipaddress.ip_network("127.0.0.1"),),
     )
@@ -266,17 +266,17 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 def test_metrics_say_whether_each_target_is_ready_and_why(cloud):
     metrics = Metrics()
-    target = TargetChecker(cloud.target())
-    settings = Settings(targets=(TargetSpec("cloud"),))
+    target = RegionChecker(cloud.nova())
+    settings = Settings(regions=(RegionSpec("cloud"),))
     client = testing.TestClient(create_app(settings, checker=Checker([target]), metrics=metrics))
-    name = target.target.name
+    name = target.nova.name
     client.simulate_get("/metrics")
     # Before the first refresh Keystone was never asked: not ready, for that reason.
     assert sample(metrics, "instanceapi_target_ready", target=name) == 0
     assert sample(metrics, "instanceapi_target_not_ready", target=name, reason="keystone") == 1
     assert sample(metrics, "instanceapi_target_not_ready", target=name, reason="index_stale") == 0
     target.check_identity()
-    target.visibility.current(target.target.identity())
+    target.visibility.current(target.nova.identity())
     assert client.simulate_get("/readyz").status_code == 200
     client.simulate_get("/metrics")
     assert sample(metrics, "instanceapi_target_ready", target=name) == 1

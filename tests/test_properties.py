@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.openstack import Identity, UpstreamError
 from instanceapi.uuids import InvalidUUID, byte_swapped, parse_uuid
 from instanceapi.verdict import Presence, Sighting, combine
@@ -283,7 +283,7 @@ def test_the_checker_answers_absent_only_when_every_target_confirms(
 ) -> None:
     value, scripts = scenario
     computes = [ScriptedCompute(i, script) for i, script in enumerate(scripts)]
-    checker = Checker([TargetChecker(c) for c in computes], bulk_concurrency=1)
+    checker = Checker([RegionChecker(c) for c in computes], bulk_concurrency=1)
     verdict = checker.check(str(value))
     # The twin is not asked where the lookup of the form as given failed.
     said = [
@@ -313,5 +313,5 @@ def test_a_failing_twin_lookup_is_doubt_not_absence(outcome: str) -> None:
     value = next(u for u in (uuid.uuid4() for _ in range(1000)) if len(asked_forms(u)) == 2)
     twin = asked_forms(value)[1]
     compute = ScriptedCompute(0, {str(value): "404", twin: outcome})
-    verdict = Checker([TargetChecker(compute)]).check(str(value))
+    verdict = Checker([RegionChecker(compute)]).check(str(value))
     assert verdict.presence is Presence.UNKNOWN

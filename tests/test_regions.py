@@ -18,7 +18,7 @@ from instanceapi import doctor
 from instanceapi.check.catalog import RegionCoverage
 from instanceapi.config import ConfigError, Settings
 from instanceapi.http.app import build_checker, create_app
-from instanceapi.openstack import build_targets
+from instanceapi.openstack import build_regions
 from instanceapi.testing import SimulatedCloud
 from instanceapi.verdict import Presence
 
@@ -91,7 +91,7 @@ def test_an_instance_in_an_unnamed_region_is_never_absent(cloud, configure, shap
 def test_readyz_names_the_uncovered_region(cloud, configure):
     settings = Settings.from_env(configure(region_name="RegionOne"))
     checker = build_checker(settings)
-    checker.targets[0].check_identity()  # what the refresher does
+    checker.regions[0].check_identity()  # what the refresher does
     client = testing.TestClient(create_app(settings, checker=checker))
     ready = client.simulate_get("/readyz")
     assert ready.status_code == 503
@@ -105,7 +105,7 @@ def test_an_excluded_region_is_echoed_and_absence_proven(cloud, configure):
     gone = deleted(cloud)
     verdict = checker.check(gone)
     assert verdict.presence is Presence.ABSENT, verdict.sentence()
-    target = checker.targets[0]
+    target = checker.regions[0]
     target.check_identity()
     target.visibility.current()
     client = testing.TestClient(create_app(settings, checker=checker))
@@ -116,7 +116,7 @@ def test_an_excluded_region_is_echoed_and_absence_proven(cloud, configure):
 
 def test_both_regions_named_is_covered(cloud, configure):
     checker = build_checker(Settings.from_env(configure(regions=["RegionOne", "RegionTwo"])))
-    assert [t.target.name for t in checker.targets] == ["demo/RegionOne", "demo/RegionTwo"]
+    assert [t.nova.name for t in checker.regions] == ["demo/RegionOne", "demo/RegionTwo"]
     assert checker.check(deleted(cloud, "RegionTwo")).presence is Presence.ABSENT
 
 
@@ -160,7 +160,7 @@ def test_a_bad_exclusion_stops_startup_naming_the_key(value, said):
 def test_excluding_a_configured_region_stops_startup(configure):
     env = configure("demo/RegionTwo", regions=["RegionOne", "RegionTwo"])
     with pytest.raises(ConfigError) as caught:
-        build_targets(Settings.from_env(env))
+        build_regions(Settings.from_env(env))
     assert caught.value.key == "INSTANCEAPI_EXCLUDE_REGIONS"
     with pytest.raises(ConfigError):
         Settings.from_env(
@@ -184,7 +184,7 @@ def test_a_region_added_to_the_catalog_is_caught_at_the_next_check(requests_mock
 
     from instanceapi.check.catalog import RegionWatch
     from instanceapi.check.checker import Checker
-    from instanceapi.check.region import TargetChecker
+    from instanceapi.check.region import RegionChecker
     from tests.fakes import FakeCloud, new_uuid
 
     fake = FakeCloud(requests_mock)
@@ -202,11 +202,11 @@ def test_a_region_added_to_the_catalog_is_caught_at_the_next_check(requests_mock
         fake.auth_url + "/auth/tokens", json=validated, headers={"X-Subject-Token": "t"}
     )
     now = [0.0]
-    target = fake.target()
+    target = fake.nova()
     coverage = RegionCoverage("cloud", frozenset({"RegionOne"}))
     watch = RegionWatch(target, coverage, interval=300.0, clock=lambda: now[0])
-    checked = TargetChecker(target, coverage=coverage)
-    checked.regions = watch
+    checked = RegionChecker(target, coverage=coverage)
+    checked.catalog = watch
     checker = Checker([checked])
     watch.refresh()
     assert watch.problem is None
@@ -236,19 +236,17 @@ def test_doctor_names_a_configured_region_missing_from_the_catalog(configure):
 
 def test_no_absence_by_any_rule_while_a_region_is_unchecked(requests_mock):
     """Nova's own "DELETED" (rule reported-deleted) is no proof either."""
-    from instanceapi.check.region import TargetChecker
+    from instanceapi.check.region import RegionChecker
     from tests.fakes import FakeCloud, new_uuid
 
     fake = FakeCloud(requests_mock)
     gone = new_uuid()
     fake.fail(rf".*/servers/{gone}$", json={"server": {"id": gone, "status": "DELETED"}})
-    checked = TargetChecker(
-        fake.target(), coverage=RegionCoverage("cloud", frozenset({"RegionOne"}))
-    )
+    checked = RegionChecker(fake.nova(), coverage=RegionCoverage("cloud", frozenset({"RegionOne"})))
     assert checked.sight(gone).presence is Presence.ABSENT
     # The same catalog (RegionOne), seen by a configuration that checks another region only.
     elsewhere = RegionCoverage("cloud", frozenset({"RegionNine"}))
-    unchecked = TargetChecker(fake.target(), coverage=elsewhere)
+    unchecked = RegionChecker(fake.nova(), coverage=elsewhere)
     sighting = unchecked.sight(gone)
     assert sighting.presence is Presence.UNKNOWN
     assert "RegionOne" in sighting.detail

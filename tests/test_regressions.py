@@ -77,7 +77,7 @@ def test_an_oversized_chunked_body_is_413(service) -> None:  # noqa: F811
 
 
 def test_metrics_are_not_empty_without_a_preset_multiproc_dir(service, demo) -> None:  # noqa: F811
-    """gunicorn_conf imports prometheus_client (through build_targets) before it sets
+    """gunicorn_conf imports prometheus_client (through build_regions) before it sets
     PROMETHEUS_MULTIPROC_DIR, so every worker keeps in-memory values while /metrics
     reads the (empty) directory: 200 with an empty body, unless the variable was
     set before Gunicorn started (the systemd unit sets it; `instanceapi serve` by hand

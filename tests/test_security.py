@@ -13,9 +13,9 @@ import pytest
 from falcon import testing
 
 from instanceapi import doctor
-from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.check.refresher.loop import Refresher
-from instanceapi.config import ConfigError, Settings, TargetSpec, private_dir_problem
+from instanceapi.config import ConfigError, RegionSpec, Settings, private_dir_problem
 from instanceapi.http.app import create_app
 from tests.fakes import FakeCloud, new_uuid
 
@@ -152,10 +152,10 @@ def test_a_runtime_dir_must_be_private_to_the_service_user(tmp_path) -> None:
 def client_for(
     cloud: FakeCloud, settings: Settings | None = None, *, refreshed: bool = False
 ) -> testing.TestClient:
-    checker = Checker([TargetChecker(cloud.target())])
+    checker = Checker([RegionChecker(cloud.nova())])
     if refreshed:
-        Refresher(checker.targets).run_once()
-    settings = settings or Settings(targets=(TargetSpec("cloud"),))
+        Refresher(checker.regions).run_once()
+    settings = settings or Settings(regions=(RegionSpec("cloud"),))
     return testing.TestClient(create_app(settings, checker=checker))
 
 
@@ -190,7 +190,7 @@ def test_readiness_detail_is_only_for_clients_that_passed_access_control(cloud) 
     answer = client_for(cloud, refreshed=True).simulate_get("/readyz")
     assert answer.json == {"ready": answer.json["ready"]}
     assert "cloud" not in answer.text
-    settings = Settings(targets=(TargetSpec("cloud"),), api_tokens=(TOKEN,))
+    settings = Settings(regions=(RegionSpec("cloud"),), api_tokens=(TOKEN,))
     guarded = client_for(cloud, settings, refreshed=True)
     detail = guarded.simulate_get("/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
     assert detail.json["targets"][0]["target"] == "cloud/RegionOne"
@@ -200,7 +200,7 @@ def test_allowed_hosts_refuse_other_host_headers(cloud) -> None:
     settings = Settings.from_env(
         {**BASE, "INSTANCEAPI_ALLOWED_HOSTS": "instanceapi.example.com, 127.0.0.1, ::1"}
     )
-    client = client_for(cloud, dataclasses.replace(settings, targets=(TargetSpec("cloud"),)))
+    client = client_for(cloud, dataclasses.replace(settings, regions=(RegionSpec("cloud"),)))
     uuid = cloud.add()
     for host in ("instanceapi.example.com", "INSTANCEAPI.example.com:8443", "127.0.0.1:8080"):
         assert client.simulate_get(f"/check/{uuid}", host=host).status_code == 200, host

@@ -25,7 +25,7 @@ from instanceapi.testing.hostile import nova_gets, uuids_with_v4_twins
 
 TOKEN = "first-token-of-the-satellite-team"
 NEW_TOKEN = "second-token-of-the-satellite-team"
-DEFAULTS = Settings(targets=())
+DEFAULTS = Settings(regions=())
 
 
 @pytest.fixture(scope="module")

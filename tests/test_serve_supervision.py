@@ -272,4 +272,4 @@ def test_check_config_behaves_as_in_gunicorn_and_starts_no_refresher(tmp_path: P
 def test_the_variables_the_master_adds_pass_the_service_settings() -> None:
     # The refresher child reads its settings from the environment it is given.
     env = {"INSTANCEAPI_CLOUDS": "demo", MODULE_ENV: CHILD, LIFELINE_ENV: "5", READY_ENV: "6"}
-    assert Settings.from_env(env).targets
+    assert Settings.from_env(env).regions

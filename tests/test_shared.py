@@ -5,7 +5,7 @@ from __future__ import annotations
 from falcon import testing
 
 from instanceapi.check.checker import Checker
-from instanceapi.check.region import TargetChecker
+from instanceapi.check.region import RegionChecker
 from instanceapi.check.store.absent import SharedAbsentCache, path_for
 from instanceapi.http.app import create_app
 from instanceapi.verdict import Presence, Sighting, Verdict
@@ -24,7 +24,7 @@ def test_one_worker_confirms_the_other_answers_without_asking(requests_mock, tmp
     cloud = FakeCloud(requests_mock)
     path = tmp_path / "absent.sqlite3"
     workers = [
-        Checker([TargetChecker(cloud.target())], shared=SharedAbsentCache(path, 100))
+        Checker([RegionChecker(cloud.nova())], shared=SharedAbsentCache(path, 100))
         for _ in range(2)
     ]
     clients = [testing.TestClient(create_app(SETTINGS, checker=w)) for w in workers]
@@ -83,5 +83,5 @@ def test_an_unreadable_table_is_a_miss_not_an_answer(tmp_path, requests_mock):
     assert cache.get(uuid) is None
     cloud = FakeCloud(requests_mock)
     present = cloud.add()
-    checker = Checker([TargetChecker(cloud.target())], shared=cache)
+    checker = Checker([RegionChecker(cloud.nova())], shared=cache)
     assert checker.check(present).presence is Presence.PRESENT

@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 from falcon import testing
 
-from instanceapi.check.checker import Checker, TargetChecker
+from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.check.refresher.loop import Refresher
 from instanceapi.http.app import create_app
 from tests.fakes import FakeCloud, checker_for, new_uuid, not_found
@@ -129,7 +129,7 @@ def test_lost_visibility_is_noticed_at_the_next_probe(requests_mock):
     cloud = FakeCloud(requests_mock)
     cloud.add(project_id=OTHER_PROJECT)
     now = [1000.0]
-    target = TargetChecker(cloud.target(), visibility_interval=300.0, clock=lambda: now[0])
+    target = RegionChecker(cloud.nova(), visibility_interval=300.0, clock=lambda: now[0])
     client = testing.TestClient(create_app(SETTINGS, checker=Checker([target])))
     assert client.simulate_get(f"/check/{new_uuid()}").status_code == 404
     cloud.can_list_all = False  # e.g. the role was taken away
@@ -154,7 +154,7 @@ def ready_client(*clouds: FakeCloud) -> testing.TestClient:
     The test client is on the allowlist: readiness detail is for such clients only.
     """
     checker = checker_for(*clouds)
-    Refresher(checker.targets).run_once()
+    Refresher(checker.regions).run_once()
     local = dataclasses.replace(SETTINGS, allow_networks=(ipaddress.ip_network("127.0.0.1"),))
     return testing.TestClient(create_app(local, checker=checker))
 
@@ -217,7 +217,7 @@ def test_listing_rule_survives_a_clock_ahead_of_novas(requests_mock):
     cloud = FakeCloud(requests_mock, roles=READER, can_list_all=True)
     cloud.add(project_id=OTHER_PROJECT)
     gone = cloud.add("DELETED", project_id=OTHER_PROJECT)
-    target = TargetChecker(cloud.target(), wall=lambda: time.time() + 600)
+    target = RegionChecker(cloud.nova(), wall=lambda: time.time() + 600)
     client = testing.TestClient(create_app(SETTINGS, checker=Checker([target])))
     assert client.simulate_get(f"/check/{gone}").status_code == 404  # full listing read
     late = cloud.add(project_id=OTHER_PROJECT)  # created now, by Nova's clock

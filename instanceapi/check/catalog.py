@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from instanceapi.config import TargetSpec
+from instanceapi.config import RegionSpec
 from instanceapi.openstack import Compute, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class RegionCoverage:
 
 
 def coverages(
-    targets: Iterable[Compute], excluded: Iterable[TargetSpec]
+    targets: Iterable[Compute], excluded: Iterable[RegionSpec]
 ) -> dict[str, RegionCoverage]:
     """Return each cloud's coverage, from its targets and the excluded regions."""
     targets, excluded = list(targets), list(excluded)

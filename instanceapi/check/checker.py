@@ -20,14 +20,14 @@ from collections.abc import Callable, Sequence
 from instanceapi.check.budget import Overloaded, UpstreamBudget
 from instanceapi.check.fairpool import FairPool
 from instanceapi.check.memo import BoundedCache, SingleFlight
-from instanceapi.check.region import TargetChecker, lists_unreachable_cells
+from instanceapi.check.region import RegionChecker, lists_unreachable_cells
 from instanceapi.check.store.absent import SharedAbsentCache
 from instanceapi.uuids import byte_swapped
 from instanceapi.verdict import Presence, Sighting, Verdict, combine, settle_omissions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Checker", "Overloaded", "TargetChecker", "forms", "lists_unreachable_cells"]
+__all__ = ["Checker", "Overloaded", "RegionChecker", "forms", "lists_unreachable_cells"]
 
 
 def forms(canonical: str) -> list[tuple[str, str]]:
@@ -49,7 +49,7 @@ class Checker:
 
     def __init__(
         self,
-        targets: Sequence[TargetChecker],
+        regions: Sequence[RegionChecker],
         *,
         absent_cache_size: int = 100_000,
         bulk_concurrency: int = 8,
@@ -62,9 +62,9 @@ class Checker:
         on_conflict: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not targets:
+        if not regions:
             raise ValueError("at least one target is needed")
-        self.targets = tuple(targets)
+        self.regions = tuple(regions)
         #: Absent verdicts with the monotonic time they expire at.
         self.absent: BoundedCache[tuple[float, Verdict]] = BoundedCache(absent_cache_size)
         self._absent_ttl = absent_ttl
@@ -132,12 +132,12 @@ class Checker:
             return overloaded(canonical, str(ex))
 
     def index_ages(self) -> dict[str, float | None]:
-        """Return each target's index age in seconds (None: never refreshed)."""
-        return {t.target.name: t.index.age() for t in self.targets}
+        """Return each region's index age in seconds (None: never refreshed)."""
+        return {r.nova.name: r.index.age() for r in self.regions}
 
     def _regions_covered(self) -> bool:
         """Return False while a cloud's catalog has a region nobody checks (as last seen)."""
-        return not any(t.regions and t.regions.problem for t in self.targets)
+        return not any(r.catalog and r.catalog.problem for r in self.regions)
 
     def _answer_without_io(self, canonical: str, *, fresh: bool = False) -> Verdict | None:
         found = self._in_index(canonical, "as-given")
@@ -189,7 +189,7 @@ class Checker:
         cached = set(self.absent.keys())
         if self.shared:
             cached.update(self.shared.uuids())
-        fresh = [t.index for t in self.targets if t.index_is_fresh()]
+        fresh = [r.index for r in self.regions if r.index_is_fresh()]
         if not cached or not fresh:
             return
         # Only a version-4 twin can be an instance (Nova makes uuid4s).
@@ -206,8 +206,8 @@ class Checker:
                 self._conflict(canonical, found)
 
     def _in_index(self, form: str, label: str, canonical: str | None = None) -> Verdict | None:
-        for target in self.targets:
-            sighting = target.sight_in_index(form)
+        for region in self.regions:
+            sighting = region.sight_in_index(form)
             if sighting is not None:
                 return Verdict(
                     canonical or form, Presence.PRESENT, (sighting,), matched=label, source="index"
@@ -226,18 +226,18 @@ class Checker:
         anyway, and asking again would double the failed calls.
         """
         sightings: list[Sighting] = []
-        targets: Sequence[TargetChecker] = self.targets
+        regions: Sequence[RegionChecker] = self.regions
         for label, form in forms(canonical):
-            answered: list[TargetChecker] = []
-            for target in targets:
+            answered: list[RegionChecker] = []
+            for region in regions:
                 self._budget.spend()
-                sighting = target.sight(form)
+                sighting = region.sight(form)
                 sightings.append(sighting)
                 if sighting.presence is Presence.PRESENT:
                     return Verdict(canonical, Presence.PRESENT, tuple(sightings), matched=label)
                 if not sighting.failed:
-                    answered.append(target)
-            targets = answered
+                    answered.append(region)
+            regions = answered
         sightings = settle_omissions(sightings)
         verdict = Verdict(canonical, combine(sightings), tuple(sightings))
         if verdict.presence is Presence.ABSENT:

@@ -1,7 +1,7 @@
 """One cloud/region's answer about a UUID, read conservatively.
 
 A 200 is presence (unless Nova says DELETED or UNKNOWN); a 404 is absence only
-under the absence rule this target's credentials have earned (see visibility);
+under the absence rule this region's credentials have earned (see visibility);
 everything else is doubt.
 """
 
@@ -26,7 +26,7 @@ from instanceapi.verdict import NOT_LISTED, Presence, Sighting
 
 log = logging.getLogger(__name__)
 
-#: Why a target can be not ready: the `reason` label of instanceapi_target_not_ready.
+#: Why a region can be not ready: the `reason` label of instanceapi_target_not_ready.
 NOT_READY_REASONS = (
     "keystone",
     "region_uncovered",
@@ -36,12 +36,12 @@ NOT_READY_REASONS = (
 )
 
 
-class TargetChecker:
+class RegionChecker:
     """Look a UUID up in one cloud/region, reading Nova's answers conservatively."""
 
     def __init__(
         self,
-        target: Compute,
+        nova: Compute,
         *,
         visibility_interval: float = 300.0,
         resync_interval: float = 600.0,
@@ -52,13 +52,14 @@ class TargetChecker:
     ) -> None:
         """`clock` orders events and measures ages (monotonic); `wall` only builds
         changes-since values (see ServerIndex)."""
-        self.target = target
+        #: This region's Nova (and Keystone) client.
+        self.nova = nova
         #: The catalog's regions against the configured ones (None: not checked).
-        self.regions = (
-            RegionWatch(target, coverage, interval=visibility_interval) if coverage else None
+        self.catalog = (
+            RegionWatch(nova, coverage, interval=visibility_interval) if coverage else None
         )
-        self.visibility = VisibilityTracker(target, interval=visibility_interval, clock=clock)
-        self.index = ServerIndex(target, resync_interval=resync_interval, clock=clock, wall=wall)
+        self.visibility = VisibilityTracker(nova, interval=visibility_interval, clock=clock)
+        self.index = ServerIndex(nova, resync_interval=resync_interval, clock=clock, wall=wall)
         self.max_index_age = max_index_age
         self._clock = clock
         #: Why Keystone is not usable now, None when it is (kept by the refresher).
@@ -76,32 +77,32 @@ class TargetChecker:
         now = self._clock()
         due = self.identity_problem is not None or now >= self._next_identity_ping
         try:
-            self.target.identity()
+            self.nova.identity()
             if due:
-                self.target.ping_identity()
+                self.nova.ping_identity()
                 self._next_identity_ping = now + self._identity_ping_interval
         except UpstreamError as ex:
             self.identity_problem = ex.reason
         else:
             self.identity_problem = None
-            if self.regions:
-                self.regions.refresh()
+            if self.catalog:
+                self.catalog.refresh()
 
     def readiness(self) -> str | None:
-        """Return why this target is not ready, or None; never does I/O."""
+        """Return why this region is not ready, or None; never does I/O."""
         problem = self.not_ready()
         return problem[1] if problem else None
 
     def not_ready(self) -> tuple[str, str] | None:
-        """Return (reason code, why) when this target is not ready, else None; no I/O.
+        """Return (reason code, why) when this region is not ready, else None; no I/O.
 
         The code is one of `NOT_READY_REASONS` (a metric label); the text is for people.
         """
         visibility = self.visibility.peek()
         if self.identity_problem:
             return "keystone", f"Keystone: {self.identity_problem}"
-        if self.regions and self.regions.problem:
-            return "region_uncovered", f"cannot prove absence: {self.regions.problem}"
+        if self.catalog and self.catalog.problem:
+            return "region_uncovered", f"cannot prove absence: {self.catalog.problem}"
         if visibility.checked_at < 0 or visibility.rule is Rule.NONE:
             return "absence_rule", f"cannot prove absence: {visibility.reason}"
         if self.index.age() is not None and not self.index_is_fresh():
@@ -125,14 +126,14 @@ class TargetChecker:
         return EVERYTHING if self.visibility.current().rule is Rule.LISTING else None
 
     def sight(self, uuid: str) -> Sighting:
-        """Return what this target says about `uuid`; never raises for upstream trouble.
+        """Return what this region says about `uuid`; never raises for upstream trouble.
 
         No absence, by any rule, while the cloud's catalog has a region nobody checks.
         """
         sighting = self._look(uuid)
         uncovered = (
-            self.regions.current()
-            if self.regions and sighting.presence is Presence.ABSENT
+            self.catalog.current()
+            if self.catalog and sighting.presence is Presence.ABSENT
             else None
         )
         if uncovered:
@@ -142,14 +143,14 @@ class TargetChecker:
     def _look(self, uuid: str) -> Sighting:
         asked_at = self._clock()
         try:
-            server = self.target.show(uuid)
+            server = self.nova.show(uuid)
             if server is not None:
                 return self._from_server(uuid, server)
             return self._after_404(uuid, asked_at)
         except UpstreamError as ex:
             return self._seen(uuid, Presence.UNKNOWN, ex.reason, failed=True)
-        except Exception:  # a bug or an unforeseen answer: doubt for this target, never absence
-            log.exception("%s: looking up %s failed unexpectedly", self.target.name, uuid)
+        except Exception:  # a bug or an unforeseen answer: doubt for this region, never absence
+            log.exception("%s: looking up %s failed unexpectedly", self.nova.name, uuid)
             return self._seen(uuid, Presence.UNKNOWN, "the lookup failed unexpectedly", failed=True)
 
     def sight_in_index(self, uuid: str) -> Sighting | None:
@@ -162,10 +163,10 @@ class TargetChecker:
         )
 
     def _after_404(self, uuid: str, asked_at: float) -> Sighting:
-        uncovered = self.regions.current() if self.regions else None
+        uncovered = self.catalog.current() if self.catalog else None
         if uncovered:
             return self._seen(uuid, Presence.UNKNOWN, f"Nova answered 404, but {uncovered}")
-        visibility = self.visibility.current(self.target.identity())
+        visibility = self.visibility.current(self.nova.identity())
         if visibility.rule is Rule.BY_ID:
             return self._seen(
                 uuid,
@@ -182,7 +183,7 @@ class TargetChecker:
                 "Nova answered 404, but the credentials "
                 f"lack all-project visibility: {visibility.reason}",
             )
-        if not lists_unreachable_cells(self.target.microversion()):
+        if not lists_unreachable_cells(self.nova.microversion()):
             return self._seen(
                 uuid,
                 Presence.UNKNOWN,
@@ -270,14 +271,14 @@ class TargetChecker:
         rule: str | None = None,
         failed: bool = False,
     ) -> Sighting:
-        target = self.target
+        nova = self.nova
         return Sighting(
-            target=target.name,
-            cloud=target.cloud,
-            region=target.region,
+            target=nova.name,
+            cloud=nova.cloud,
+            region=nova.region,
             uuid=uuid,
             presence=presence,
-            detail=f"{target.name}: {detail}",
+            detail=f"{nova.name}: {detail}",
             status=status,
             rule=rule,
             failed=failed,

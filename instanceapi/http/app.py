@@ -15,7 +15,7 @@ from instanceapi.check.budget import UpstreamBudget
 from instanceapi.check.catalog import coverages
 from instanceapi.check.checker import Checker, Overloaded
 from instanceapi.check.refresher.loop import Refresher
-from instanceapi.check.region import TargetChecker
+from instanceapi.check.region import RegionChecker
 from instanceapi.check.store.absent import SharedAbsentCache
 from instanceapi.check.store.absent import path_for as shared_path
 from instanceapi.config import Settings
@@ -83,25 +83,25 @@ def upstream_observer(metrics: Metrics) -> Observer:
 
 def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker:
     """Create a checker with one Keystone session per configured target (no network I/O)."""
-    from instanceapi.openstack import build_targets
+    from instanceapi.openstack import build_regions
 
     metrics = metrics or Metrics()
     observe = upstream_observer(metrics)
-    openstack_targets = build_targets(settings, observe)
-    covering = coverages(openstack_targets, settings.exclude_regions)
-    targets = [
-        TargetChecker(
-            target,
+    novas = build_regions(settings, observe)
+    covering = coverages(novas, settings.exclude_regions)
+    regions = [
+        RegionChecker(
+            nova,
             visibility_interval=settings.visibility_interval,
             resync_interval=settings.resync_interval,
             max_index_age=settings.index_max_age,
-            coverage=covering[target.cloud],
+            coverage=covering[nova.cloud],
         )
-        for target in openstack_targets
+        for nova in novas
     ]
     shared = (
         SharedAbsentCache(
-            shared_path(Path(settings.runtime_dir), [t.fingerprint for t in openstack_targets]),
+            shared_path(Path(settings.runtime_dir), [n.fingerprint for n in novas]),
             settings.absent_cache_size,
             ttl=settings.absent_cache_ttl,
         )
@@ -109,7 +109,7 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
         else None
     )
     return Checker(
-        targets,
+        regions,
         shared=shared,
         absent_cache_size=settings.absent_cache_size,
         absent_ttl=settings.absent_cache_ttl,
@@ -154,7 +154,7 @@ def get_app(
     metrics = Metrics()
     checker = build_checker(settings, metrics)
     Refresher(
-        checker.targets,
+        checker.regions,
         interval=settings.refresh_interval,
         metrics=metrics,
         after_refresh=checker.reconcile,

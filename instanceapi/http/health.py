@@ -29,24 +29,24 @@ class ReadyResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Answer 200 when every target is ready, else 503 naming those that are not."""
         targets = []
-        for target in self._checker.targets:
-            problem = target.readiness()
+        for region in self._checker.regions:
+            problem = region.readiness()
             targets.append(
                 {
-                    "target": target.target.name,
+                    "target": region.nova.name,
                     "ready": problem is None,
-                    "rule": target.visibility.peek().rule.value,
-                    "index_servers": len(target.index),
-                    "index_age_seconds": target.index.age(),
+                    "rule": region.visibility.peek().rule.value,
+                    "index_servers": len(region.index),
+                    "index_age_seconds": region.index.age(),
                     "reason": problem or "ready",
                 }
             )
         ok = all(t["ready"] for t in targets)
         excluded = {
             name
-            for t in self._checker.targets
-            if t.regions
-            for name in t.regions.coverage.excluded_names()
+            for region in self._checker.regions
+            if region.catalog
+            for name in region.catalog.coverage.excluded_names()
         }
         resp.status = falcon.HTTP_200 if ok else falcon.HTTP_503
         resp.media = (

@@ -19,5 +19,5 @@ class MetricsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Render the metrics, with this worker's readiness as of now."""
         if self._checker is not None:
-            record_readiness(self._metrics, self._checker.targets)
+            record_readiness(self._metrics, self._checker.regions)
         resp.data, resp.content_type = self._metrics.render(req.get_header("Accept") or "")

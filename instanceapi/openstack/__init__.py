@@ -1,11 +1,11 @@
 """The one door to OpenStack: the only package that imports keystoneauth1,
 novaclient and openstacksdk."""
 
-from instanceapi.openstack.clouds import build_targets
+from instanceapi.openstack.clouds import build_regions
 from instanceapi.openstack.compute import (
     Compute,
     Identity,
-    NovaTarget,
+    NovaRegion,
     Observer,
     UpstreamError,
     describe,
@@ -14,9 +14,9 @@ from instanceapi.openstack.compute import (
 __all__ = [
     "Compute",
     "Identity",
-    "NovaTarget",
+    "NovaRegion",
     "Observer",
     "UpstreamError",
-    "build_targets",
+    "build_regions",
     "describe",
 ]

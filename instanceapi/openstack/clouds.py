@@ -1,4 +1,4 @@
-"""From clouds.yaml and OS_* variables to one NovaTarget per cloud/region.
+"""From clouds.yaml and OS_* variables to one NovaRegion per cloud/region.
 
 openstacksdk's ``openstack.config`` reads the standard places (``./clouds.yaml``,
 ``~/.config/openstack/``, ``/etc/openstack/``, ``OS_CLIENT_CONFIG_FILE`` and the
@@ -16,28 +16,28 @@ import openstack.exceptions
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import session as ksa_session
 
-from instanceapi.config import ConfigError, Settings, TargetSpec
+from instanceapi.config import ConfigError, RegionSpec, Settings
 from instanceapi.openstack.breaker import MAX_PAUSE, Breaker
-from instanceapi.openstack.compute import NovaTarget, Observer, ignore
+from instanceapi.openstack.compute import NovaRegion, Observer, ignore
 
 log = logging.getLogger(__name__)
 
 
-def build_targets(settings: Settings, observe: Observer = ignore) -> list[NovaTarget]:
-    """Create one NovaTarget per configured cloud/region; no network I/O."""
+def build_regions(settings: Settings, observe: Observer = ignore) -> list[NovaRegion]:
+    """Create one NovaRegion per configured cloud/region; no network I/O."""
     # NOTE: openstacksdk warns about InfluxDB metrics support for every cloud
     # region it builds, whether or not metrics are configured. Not ours to act on.
     warnings.filterwarnings("ignore", message="Support for InfluxDB")
     loader = openstack.config.OpenStackConfig(load_envvars=True)
-    targets: list[NovaTarget] = []
-    for spec in settings.targets:
+    novas: list[NovaRegion] = []
+    for spec in settings.regions:
         for region in _regions(loader, spec):
-            targets.append(_target(loader, spec.cloud, region, settings, observe))
-    _check_exclusions(settings, targets)
-    return targets
+            novas.append(_target(loader, spec.cloud, region, settings, observe))
+    _check_exclusions(settings, novas)
+    return novas
 
 
-def _check_exclusions(settings: Settings, targets: list[NovaTarget]) -> None:
+def _check_exclusions(settings: Settings, targets: list[NovaRegion]) -> None:
     """Refuse a region both excluded and checked (clouds.yaml's regions included)."""
     checked = {(t.cloud, t.region) for t in targets}
     for spec in settings.exclude_regions:
@@ -49,7 +49,7 @@ def _check_exclusions(settings: Settings, targets: list[NovaTarget]) -> None:
             )
 
 
-def _regions(loader: openstack.config.OpenStackConfig, spec: TargetSpec) -> list[str | None]:
+def _regions(loader: openstack.config.OpenStackConfig, spec: RegionSpec) -> list[str | None]:
     """Return the regions to check: the one named, else every region the cloud lists."""
     if spec.cloud not in loader.get_cloud_names():
         known = ", ".join(sorted(loader.get_cloud_names())) or "none"
@@ -73,7 +73,7 @@ def _target(
     region: str | None,
     settings: Settings,
     observe: Observer,
-) -> NovaTarget:
+) -> NovaRegion:
     try:
         config = loader.get_one(cloud=cloud, region_name=region or "")
         auth = config.get_auth()
@@ -94,7 +94,7 @@ def _target(
     if isinstance(configured, list):  # openstacksdk allows a list; the first one is preferred
         configured = configured[0] if configured else None
     interface = settings.interface or configured or "public"
-    return NovaTarget(
+    return NovaRegion(
         cloud=cloud,
         region=region or config.get_region_name("compute") or None,
         session=session,

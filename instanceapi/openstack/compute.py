@@ -110,7 +110,7 @@ class Compute(Protocol):
         """Return Nova's clock as of its latest answer (its Date header), if known."""
 
 
-class NovaTarget:
+class NovaRegion:
     """One cloud/region: a keystoneauth Session reused for every request."""
 
     def __init__(

@@ -81,9 +81,9 @@ _metrics = _shared_dir("PROMETHEUS_MULTIPROC_DIR", os.path.join(_runtime, "metri
 def _load() -> Settings:
     try:
         settings = Settings.from_env(os.environ)
-        from instanceapi.openstack import build_targets
+        from instanceapi.openstack import build_regions
 
-        build_targets(settings)  # clouds.yaml and regions resolve; no network I/O
+        build_regions(settings)  # clouds.yaml and regions resolve; no network I/O
     except ConfigError as ex:
         _stop(str(ex))
     warning = settings.exposure_warning()

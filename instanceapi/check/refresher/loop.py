@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from instanceapi.check.region import NOT_READY_REASONS, TargetChecker
+from instanceapi.check.region import NOT_READY_REASONS, RegionChecker
 from instanceapi.metrics import Metrics
 from instanceapi.openstack import UpstreamError
 
@@ -26,7 +26,7 @@ class Refresher:
 
     def __init__(
         self,
-        targets: Sequence[TargetChecker],
+        targets: Sequence[RegionChecker],
         *,
         interval: float = 15.0,
         max_backoff: float = 300.0,
@@ -75,9 +75,9 @@ class Refresher:
             record_readiness(self._metrics, self._targets)
         return max(0.0, min(self._due.values()) - self._clock())
 
-    def _refresh(self, target: TargetChecker) -> float:
+    def _refresh(self, target: RegionChecker) -> float:
         started = time.perf_counter()
-        name = target.target.name
+        name = target.nova.name
         try:
             target.check_identity()
             target.refresh_index()
@@ -97,39 +97,39 @@ class Refresher:
         )
         return self._interval
 
-    def _failed(self, target: TargetChecker, ex: Exception) -> float:
+    def _failed(self, target: RegionChecker, ex: Exception) -> float:
         """Count and log a failed refresh; return the delay before the next try."""
         if self._metrics:
-            self._metrics.refresh_failures.labels(target.target.name).inc()
+            self._metrics.refresh_failures.labels(target.nova.name).inc()
         failures = max(1, target.index.failures)
         delay = min(self._interval * 2.0 ** (failures - 1), self._max_backoff)
         if isinstance(ex, UpstreamError):
             reason = ex.reason
         else:  # a bug, or an answer nobody foresaw: loud, but the other targets go on
-            log.error("%s: index refresh failed unexpectedly", target.target.name, exc_info=ex)
+            log.error("%s: index refresh failed unexpectedly", target.nova.name, exc_info=ex)
             reason = f"unexpected {type(ex).__name__}"
         log.warning(
             "%s: index refresh failed (%d in a row), keeping the last good index, "
             "next try in %.0fs: %s",
-            target.target.name,
+            target.nova.name,
             failures,
             delay,
             reason,
         )
         return delay
 
-    def _report_staleness(self, number: int, target: TargetChecker) -> None:
+    def _report_staleness(self, number: int, target: RegionChecker) -> None:
         fresh = target.index_is_fresh()
         if not fresh and number not in self._stale:
             self._stale.add(number)
             log.warning(
                 "%s: index is stale (age %s); checks fall back to live lookups",
-                target.target.name,
+                target.nova.name,
                 _age(target.index.age()),
             )
         elif fresh and number in self._stale:
             self._stale.discard(number)
-            log.info("%s: index is fresh again", target.target.name)
+            log.info("%s: index is fresh again", target.nova.name)
 
     def _loop(self) -> None:
         delay = 0.0
@@ -145,11 +145,9 @@ def _age(age: float | None) -> str:
     return "never refreshed" if age is None else f"{age:.0f}s"
 
 
-def record_readiness(metrics: Metrics, targets: Sequence[TargetChecker]) -> None:
+def record_readiness(metrics: Metrics, targets: Sequence[RegionChecker]) -> None:
     """Copy every target's readiness (what /readyz says) into the metrics; no I/O."""
     for target in targets:
-        metrics.index_max_age.labels(target.target.name).set(target.max_index_age)
+        metrics.index_max_age.labels(target.nova.name).set(target.max_index_age)
         problem = target.not_ready()
-        metrics.set_readiness(
-            target.target.name, problem[0] if problem else None, NOT_READY_REASONS
-        )
+        metrics.set_readiness(target.nova.name, problem[0] if problem else None, NOT_READY_REASONS)
