@@ -11,19 +11,25 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import pytest
 import requests
 import requests_mock
+from falcon import testing
 from keystoneauth1 import fixture
 from keystoneauth1 import session as ksa_session
 from keystoneauth1.identity import v3
 
 from instanceapi.check.checker import Checker, RegionChecker
+from instanceapi.config import RegionSpec, Settings
+from instanceapi.http.app import create_app
 from instanceapi.openstack import NovaRegion
 
 FORBIDDEN = {
@@ -34,6 +40,22 @@ FORBIDDEN = {
     }
 }
 PASSWORD = "s3cret-password-xyz"
+#: A bearer token for the service's access control.
+TOKEN = "t0ken-for-the-satellite-team-0123456789"
+#: One cloud, every region it lists: what most in-process tests serve.
+SETTINGS = Settings(regions=(RegionSpec("cloud"),))
+
+
+def require_tool(name: str) -> str:
+    """Return the path of an external tool; CI must have it, elsewhere its tests are skipped."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (.ci/run installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+    raise AssertionError("unreachable")
 
 
 def nova_time(offset: float = 0.0) -> str:
@@ -228,8 +250,13 @@ class FakeCloud:
 
 
 def checker_for(*clouds: FakeCloud, retries: int = 0) -> Checker:
-    """Return a real Checker over NovaTargets pointed at the given fakes."""
+    """Return a real Checker over NovaRegions pointed at the given fakes."""
     return Checker([RegionChecker(c.nova(retries=retries)) for c in clouds])
+
+
+def client_for(*clouds: FakeCloud) -> testing.TestClient:
+    """Return a test client of the real app (SETTINGS) over the given fakes."""
+    return testing.TestClient(create_app(SETTINGS, checker=checker_for(*clouds)))
 
 
 def body_text(response: Any) -> str:

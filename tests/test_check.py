@@ -6,12 +6,10 @@ import pytest
 import requests
 from falcon import testing
 
-from instanceapi.config import RegionSpec, Settings
 from instanceapi.http.app import create_app
 from instanceapi.uuids import byte_swapped
-from tests.fakes import PASSWORD, FakeCloud, checker_for, new_uuid
+from tests.fakes import PASSWORD, SETTINGS, FakeCloud, checker_for, client_for, new_uuid
 
-SETTINGS = Settings(regions=(RegionSpec("cloud"),))
 STATES = [
     "ACTIVE",
     "BUILD",
@@ -31,10 +29,6 @@ STATES = [
 @pytest.fixture
 def cloud(requests_mock):
     return FakeCloud(requests_mock)
-
-
-def client_for(*clouds: FakeCloud) -> testing.TestClient:
-    return testing.TestClient(create_app(SETTINGS, checker=checker_for(*clouds)))
 
 
 @pytest.mark.parametrize("status", STATES)

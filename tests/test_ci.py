@@ -7,7 +7,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from tests.conftest import require_tool
+from tests.fakes import require_tool
 
 ROOT = Path(__file__).parent.parent
 CI = ROOT / ".ci" / "run"

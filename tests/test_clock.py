@@ -16,8 +16,7 @@ from falcon import testing
 
 from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.http.app import create_app
-from tests.fakes import FakeCloud
-from tests.test_check import SETTINGS
+from tests.fakes import SETTINGS, FakeCloud
 
 OTHER_PROJECT = "0" * 32
 

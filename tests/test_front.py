@@ -24,8 +24,7 @@ from instanceapi.testing import SimulatedCloud, harness, seed_demo
 from instanceapi.testing.front import SITE, SITE_DIR, NginxFront, nginx_path
 from instanceapi.testing.harness import ServiceProcess
 from instanceapi.testing.pki import ThrowAwayCA
-from tests.conftest import require_tool
-from tests.fakes import new_uuid
+from tests.fakes import new_uuid, require_tool
 
 ALLOWED, REFUSED = "127.0.0.2", "127.0.0.3"  # client addresses (any 127/8 works on Linux)
 SLOW_CLIENTS = 200

@@ -16,31 +16,10 @@ import psutil
 import pytest
 import requests
 
-from instanceapi.testing import SimulatedCloud, seed_demo
-from instanceapi.testing.harness import ServiceProcess, service_env
+from instanceapi.testing.harness import ServiceProcess
 from tests.fakes import new_uuid
 
 MAX_BULK_BYTES = 256 * 1024
-
-
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[SimulatedCloud]:
-    with SimulatedCloud() as cloud:
-        yield cloud
-
-
-@pytest.fixture(scope="module")
-def demo(cloud: SimulatedCloud) -> dict[str, list[str]]:
-    return seed_demo(cloud)
-
-
-@pytest.fixture(scope="module")
-def service(cloud, demo, tmp_path_factory) -> Iterator[ServiceProcess]:
-    # NOTE: no Keystone pause: tests/test_regressions.py shares this service and
-    # switches Keystone faults on and off between two requests.
-    env = service_env(cloud, tmp_path_factory.mktemp("hostile"), INSTANCEAPI_KEYSTONE_PAUSE="0")
-    with ServiceProcess(env, workers=2, ready_path="/readyz") as service:
-        yield service
 
 
 def workers(service: ServiceProcess) -> set[int]:

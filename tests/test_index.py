@@ -12,8 +12,7 @@ from falcon import testing
 from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.check.refresher.loop import Refresher
 from instanceapi.http.app import create_app
-from tests.fakes import FakeCloud, new_uuid
-from tests.test_check import SETTINGS
+from tests.fakes import SETTINGS, FakeCloud, new_uuid
 
 
 class Clock:

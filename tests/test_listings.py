@@ -13,8 +13,7 @@ from instanceapi.check.refresher.loop import Refresher
 from instanceapi.http.app import create_app
 from instanceapi.metrics import Metrics
 from instanceapi.openstack import UpstreamError
-from tests.fakes import FakeCloud, new_uuid
-from tests.test_check import SETTINGS
+from tests.fakes import SETTINGS, FakeCloud, new_uuid
 
 LISTING = r".*/servers/detail.*"
 

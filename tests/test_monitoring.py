@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import require_tool
+from tests.fakes import require_tool
 from tests.monitoring import (
     RULE_TESTS,
     RULES,

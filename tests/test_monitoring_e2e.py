@@ -25,7 +25,7 @@ from instanceapi.reap.cli import main as reap_main
 from instanceapi.testing import SimulatedCloud, seed_demo
 from instanceapi.testing.harness import ServiceProcess, service_env, terminate
 from instanceapi.testing.satellite import SimulatedSatellite
-from tests.conftest import require_tool
+from tests.fakes import require_tool
 from tests.monitoring import PENDING_METRICS, RULES, every_name_used
 
 FOR = "2s"

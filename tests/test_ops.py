@@ -16,9 +16,7 @@ from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.config import RegionSpec, Settings
 from instanceapi.http.app import create_app, upstream_observer
 from instanceapi.metrics import Metrics
-from tests.fakes import PASSWORD, FakeCloud, new_uuid
-
-TOKEN = "t0ken-for-the-satellite-team-0123456789"
+from tests.fakes import PASSWORD, TOKEN, FakeCloud, new_uuid
 
 
 def app_for(cloud: FakeCloud, *, settings: Settings | None = None, **checker_kwargs):

@@ -15,9 +15,7 @@ import requests
 from instanceapi import doctor
 from instanceapi.testing import SimulatedCloud, seed_demo
 from instanceapi.testing.harness import ServiceProcess, service_env
-from tests.conftest import require_tool
-from tests.fakes import new_uuid
-from tests.test_ops import TOKEN
+from tests.fakes import TOKEN, new_uuid, require_tool
 
 UNIT = Path(__file__).parent.parent / "deploy" / "systemd" / "instanceapi.service"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -24,8 +24,8 @@ from instanceapi.reap.model import Answer
 from instanceapi.reap.service import ServiceClient, build_session
 from instanceapi.testing.satellite import SimulatedSatellite
 from instanceapi.testing.satellite.auth import RESOURCE_TYPES
+from tests.fake_service import T0, UUID, FakeService, populate, serve
 from tests.fakes import big_satellite
-from tests.test_reap_e2e import T0, UUID, FakeService, populate, serve
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "satellite.md"
 

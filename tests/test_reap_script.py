@@ -16,9 +16,8 @@ import pytest
 from instanceapi.testing.front import NginxFront, nginx_path
 from instanceapi.testing.pki import ThrowAwayCA
 from instanceapi.testing.satellite import SimulatedSatellite
-from tests.conftest import require_tool
-from tests.fakes import big_satellite
-from tests.test_reap_e2e import UUID, FakeService, serve
+from tests.fake_service import UUID, FakeService, serve
+from tests.fakes import big_satellite, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "deploy" / "satellite" / "instanceapi-cleanup.sh"

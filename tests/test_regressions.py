@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import requests
 
-from tests.test_hostile import cloud, demo, service  # noqa: F401 - pytest fixtures
 
-
-def test_no_nesting_depth_makes_the_bulk_answer_a_500(service) -> None:  # noqa: F811
+def test_no_nesting_depth_makes_the_bulk_answer_a_500(service) -> None:
     """Items nested just below json.loads' limit parse, then blow the limit when echoed.
 
     The bulk answer echoes each invalid item whole ("uuid" and "input"), so
@@ -33,7 +31,7 @@ def test_no_nesting_depth_makes_the_bulk_answer_a_500(service) -> None:  # noqa:
     assert [d for d, status in answers.items() if status >= 500] == []
 
 
-def test_a_chunked_bulk_body_is_read_or_refused_with_411(service, demo) -> None:  # noqa: F811
+def test_a_chunked_bulk_body_is_read_or_refused_with_411(service, demo) -> None:
     """A body sent with Transfer-Encoding: chunked is read as empty: "Invalid JSON".
 
     req.bounded_stream reads nothing without a Content-Length; Gunicorn sets
@@ -54,14 +52,14 @@ def test_a_chunked_bulk_body_is_read_or_refused_with_411(service, demo) -> None:
         assert answer.json()["results"][0]["code"] == 200
 
 
-def test_a_400_for_a_text_plain_client_still_gives_the_reason(service) -> None:  # noqa: F811
+def test_a_400_for_a_text_plain_client_still_gives_the_reason(service) -> None:
     """README: "Everything else is 400 with a reason"; Accept: text/plain gets an empty body."""
     answer = requests.get(f"{service.url}/check/nope", headers={"Accept": "text/plain"}, timeout=10)
     assert answer.status_code == 400
     assert "not a UUID" in answer.text
 
 
-def test_an_oversized_chunked_body_is_413(service) -> None:  # noqa: F811
+def test_an_oversized_chunked_body_is_413(service) -> None:
     def chunks():
         yield b'{"uuids": ['
         for _ in range(2000):
@@ -76,7 +74,7 @@ def test_an_oversized_chunked_body_is_413(service) -> None:  # noqa: F811
     assert answer.status_code in (411, 413), answer.text
 
 
-def test_metrics_are_not_empty_without_a_preset_multiproc_dir(service, demo) -> None:  # noqa: F811
+def test_metrics_are_not_empty_without_a_preset_multiproc_dir(service, demo) -> None:
     """gunicorn_conf imports prometheus_client (through build_regions) before it sets
     PROMETHEUS_MULTIPROC_DIR, so every worker keeps in-memory values while /metrics
     reads the (empty) directory: 200 with an empty body, unless the variable was
@@ -87,7 +85,7 @@ def test_metrics_are_not_empty_without_a_preset_multiproc_dir(service, demo) -> 
     assert "instanceapi_checks_total" in text
 
 
-def test_a_revoked_token_is_renewed_for_concurrent_requests(service, cloud) -> None:  # noqa: F811
+def test_a_revoked_token_is_renewed_for_concurrent_requests(service, cloud) -> None:
     """README: a 401 from Nova makes the service re-authenticate once, transparently.
 
     With several requests in flight, keystoneauth re-authenticates for the first
@@ -111,7 +109,7 @@ def test_a_revoked_token_is_renewed_for_concurrent_requests(service, cloud) -> N
     assert wrong == []
 
 
-def test_a_keystone_outage_is_named_as_keystone(service, cloud) -> None:  # noqa: F811
+def test_a_keystone_outage_is_named_as_keystone(service, cloud) -> None:
     """The 500 for a failed re-authentication names the Nova call instead of Keystone:
     "demo/RegionOne: GET /servers/{id} failed: ConnectFailure (unreachable or timed out)"
     when it is Keystone that is unreachable (and "HTTP 401 Unauthorized" when Keystone
@@ -128,7 +126,7 @@ def test_a_keystone_outage_is_named_as_keystone(service, cloud) -> None:  # noqa
     assert "Keystone" in answer.json()["detail"], answer.json()["detail"]
 
 
-def test_metrics_speak_the_text_format_prometheus_asks_for(service) -> None:  # noqa: F811
+def test_metrics_speak_the_text_format_prometheus_asks_for(service) -> None:
     """/metrics always announces CONTENT_TYPE_LATEST (prometheus_client 0.26:
     "text/plain; version=1.0.0"), whatever the scraper accepts. prometheus_client's
     own choose_encoder(accept) answers 0.0.4 to a plain or 0.0.4-asking client."""
@@ -139,8 +137,8 @@ def test_metrics_speak_the_text_format_prometheus_asks_for(service) -> None:  # 
 
 
 def test_a_nova_endpoint_answering_404_to_everything_is_doubt_not_absence(
-    service,  # noqa: F811
-    cloud,  # noqa: F811
+    service,
+    cloud,
 ) -> None:
     """FALSE 404 for an existing instance, then cached for good.
 
@@ -168,8 +166,8 @@ def test_a_nova_endpoint_answering_404_to_everything_is_doubt_not_absence(
 
 
 def test_losing_the_admin_role_while_running_is_doubt_not_absence(
-    service,  # noqa: F811
-    cloud,  # noqa: F811
+    service,
+    cloud,
 ) -> None:
     """FALSE 404 for an existing instance, then cached for good.
 

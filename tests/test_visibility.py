@@ -11,8 +11,7 @@ from falcon import testing
 from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.check.refresher.loop import Refresher
 from instanceapi.http.app import create_app
-from tests.fakes import FakeCloud, checker_for, new_uuid, not_found
-from tests.test_check import SETTINGS, client_for
+from tests.fakes import SETTINGS, FakeCloud, checker_for, client_for, new_uuid, not_found
 
 OTHER_PROJECT = "0" * 32
 READER = ("reader",)

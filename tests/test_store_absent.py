@@ -9,8 +9,7 @@ from instanceapi.check.region import RegionChecker
 from instanceapi.check.store.absent import SharedAbsentCache, path_for
 from instanceapi.http.app import create_app
 from instanceapi.verdict import Presence, Sighting, Verdict
-from tests.fakes import FakeCloud, new_uuid
-from tests.test_check import SETTINGS
+from tests.fakes import SETTINGS, FakeCloud, new_uuid
 
 
 def absent(uuid: str) -> Verdict:
