@@ -106,7 +106,7 @@ def settle_omissions(sightings: Sequence[Sighting]) -> list[Sighting]:
     reports it DELETED, no other region holds it, and the other reading of the
     same SMBIOS bytes (the byte-swapped twin) is not an instance either, but
     for a collision of random UUIDs. An omission from a listing alone proves
-    nothing (see target.py); with that record it needs to prove nothing.
+    nothing (see check/region.py); with that record it needs to prove nothing.
     """
     deleted = next(
         (s for s in sightings if s.presence is Presence.ABSENT and s.status == "DELETED"), None
