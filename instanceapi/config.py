@@ -52,7 +52,8 @@ class Settings:
     interface: str | None = None
     visibility_interval: float = 300.0
     refresh_interval: float = 15.0
-    resync_interval: float = 600.0
+    resync_interval: float = 86400.0
+    resync_pause: float = 1.0
     index_max_age: float = 300.0
     absent_cache_size: int = 100_000
     #: Seconds a confirmed absence is answered from the cache before Nova is asked again.
@@ -98,7 +99,8 @@ class Settings:
             interface=_choice(env, "INTERFACE", None, _INTERFACES),
             visibility_interval=_number(env, "VISIBILITY_INTERVAL", 300.0, low=5.0, high=86400.0),
             refresh_interval=_number(env, "REFRESH_INTERVAL", 15.0, low=1.0, high=3600.0),
-            resync_interval=_number(env, "RESYNC_INTERVAL", 600.0, low=10.0, high=86400.0),
+            resync_interval=_number(env, "RESYNC_INTERVAL", 86400.0, low=10.0, high=604800.0),
+            resync_pause=_number(env, "RESYNC_PAUSE", 1.0, low=0.0, high=60.0),
             index_max_age=_number(env, "INDEX_MAX_AGE", 300.0, low=5.0, high=86400.0),
             absent_cache_size=int(
                 _number(env, "ABSENT_CACHE_SIZE", 100_000, low=0, high=10_000_000, integer=True)
@@ -178,6 +180,7 @@ _KNOWN = {
     "VISIBILITY_INTERVAL",
     "REFRESH_INTERVAL",
     "RESYNC_INTERVAL",
+    "RESYNC_PAUSE",
     "INDEX_MAX_AGE",
     "ABSENT_CACHE_SIZE",
     "ABSENT_CACHE_TTL",

@@ -213,7 +213,8 @@ def _ticks_until_spawned(supervisor: RefresherChild, now: list[float]) -> float:
 
 
 def test_an_invalid_refresher_module_stops_start_up_naming_the_setting() -> None:
-    assert refresher_argv({}) is None
+    assert refresher_argv({}) == [sys.executable, "-m", "instanceapi.check.refresher"]
+    assert refresher_argv({MODULE_ENV: ""}) is None
     assert refresher_argv({MODULE_ENV: CHILD}) == [sys.executable, "-m", CHILD]
     with pytest.raises(ValueError, match=MODULE_ENV):
         refresher_argv({MODULE_ENV: "x; rm -rf /"})

@@ -76,6 +76,8 @@ class ServerIndex:
         self._state = IndexState({}, {})
         self.failures = 0
         self.last_error: str | None = None
+        #: Why no one keeps this index fresh (never, in memory: the refresher is us).
+        self.down: str | None = None
 
     # -- reading (never blocks) --------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from instanceapi.check.catalog import RegionCoverage, RegionWatch
 from instanceapi.check.index import (
@@ -20,11 +20,37 @@ from instanceapi.check.index import (
     ServerIndex,
 )
 from instanceapi.check.index import lists_unreachable_cells as lists_unreachable_cells
-from instanceapi.check.visibility import Rule, VisibilityTracker
-from instanceapi.openstack import Compute, UpstreamError
+from instanceapi.check.visibility import Rule, Visibility, VisibilityTracker
+from instanceapi.openstack import Compute, Identity, UpstreamError
 from instanceapi.verdict import NOT_LISTED, Presence, Sighting
 
 log = logging.getLogger(__name__)
+
+
+class IndexSource(Protocol):
+    """What a region checker reads its index through: in memory, or the refresher's store."""
+
+    down: str | None
+    failures: int
+    last_error: str | None
+
+    def peek(self, uuid: str) -> str | None: ...
+    def listed_among(self, uuids: set[str]) -> set[str]: ...
+    def deleted_at(self, uuid: str) -> float | None: ...
+    @property
+    def incomplete(self) -> str | None: ...
+    def age(self) -> float | None: ...
+    def __len__(self) -> int: ...
+    def status_as_of(self, uuid: str, asked_at: float, *, full_since: str | None) -> str | None: ...
+    def refresh(self, *, full_since: str | None, check_cells: bool = False) -> None: ...
+
+
+class RuleSource(Protocol):
+    """Where a region checker's absence rule comes from: its own probes, or the refresher's."""
+
+    def peek(self) -> Visibility: ...
+    def current(self, identity: Identity | None = None) -> Visibility: ...
+
 
 #: Why a region can be not ready: the `reason` label of instanceapi_target_not_ready.
 NOT_READY_REASONS = (
@@ -49,17 +75,27 @@ class RegionChecker:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         coverage: RegionCoverage | None = None,
+        index: IndexSource | None = None,
+        visibility: Callable[[VisibilityTracker], RuleSource] | None = None,
     ) -> None:
         """`clock` orders events and measures ages (monotonic); `wall` only builds
-        changes-since values (see ServerIndex)."""
+        changes-since values (see ServerIndex). `index` replaces the in-memory
+        index (a worker reads the refresher's); `visibility` wraps the local
+        tracker (a worker follows the refresher's rule)."""
         #: This region's Nova (and Keystone) client.
         self.nova = nova
         #: The catalog's regions against the configured ones (None: not checked).
         self.catalog = (
             RegionWatch(nova, coverage, interval=visibility_interval) if coverage else None
         )
-        self.visibility = VisibilityTracker(nova, interval=visibility_interval, clock=clock)
-        self.index = ServerIndex(nova, resync_interval=resync_interval, clock=clock, wall=wall)
+        tracker = VisibilityTracker(nova, interval=visibility_interval, clock=clock)
+        self.visibility: RuleSource = visibility(tracker) if visibility else tracker
+        # NOTE: "is None", not "or": an empty index is falsy (it has a length).
+        self.index: IndexSource = (
+            index
+            if index is not None
+            else ServerIndex(nova, resync_interval=resync_interval, clock=clock, wall=wall)
+        )
         self.max_index_age = max_index_age
         self._clock = clock
         #: Why Keystone is not usable now, None when it is (kept by the refresher).
@@ -105,6 +141,8 @@ class RegionChecker:
             return "region_uncovered", f"cannot prove absence: {self.catalog.problem}"
         if visibility.checked_at < 0 or visibility.rule is Rule.NONE:
             return "absence_rule", f"cannot prove absence: {visibility.reason}"
+        if self.index.down:
+            return "index_stale", f"index is stale: {self.index.down}"
         if self.index.age() is not None and not self.index_is_fresh():
             age = self.index.age() or 0.0
             return "index_stale", f"index is stale ({age:.0f}s old): {self.index.last_error}"

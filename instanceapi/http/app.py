@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import falcon
@@ -16,9 +15,10 @@ from instanceapi.check.catalog import coverages
 from instanceapi.check.checker import Checker, Overloaded
 from instanceapi.check.refresher.loop import Refresher
 from instanceapi.check.region import RegionChecker
+from instanceapi.check.shared_index import SharedIndex, SharedVisibility, layout_for
 from instanceapi.check.store.absent import SharedAbsentCache
-from instanceapi.check.store.absent import path_for as shared_path
-from instanceapi.config import Settings
+from instanceapi.check.store.layout import StoreLayout
+from instanceapi.config import ConfigError, Settings
 from instanceapi.http.bulk import BulkCheckResource
 from instanceapi.http.check import CheckResource, MalformedCheckPath, MissingUUIDResource
 from instanceapi.http.errors import overloaded, serialize_error
@@ -27,7 +27,7 @@ from instanceapi.http.metrics import MetricsResource
 from instanceapi.http.middleware import AccessControl, HostCheck, RequestContext, add_upstream_time
 from instanceapi.http.openapi import OpenAPIResource
 from instanceapi.metrics import Metrics
-from instanceapi.openstack import Observer
+from instanceapi.openstack import NovaRegion, Observer
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,28 @@ def upstream_observer(metrics: Metrics) -> Observer:
     return observe
 
 
-def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker:
-    """Create a checker with one Keystone session per configured target (no network I/O)."""
+def build_checker(
+    settings: Settings, metrics: Metrics | None = None, *, from_refresher: bool = False
+) -> Checker:
+    """Create a checker with one Keystone session per configured region (no network I/O).
+
+    With `from_refresher` (Gunicorn workers), the index and the absence rule
+    are the refresher's, read from the store in the runtime directory; without
+    (the CLI, tests), this process keeps its own index in memory.
+    """
     from instanceapi.openstack import build_regions
 
     metrics = metrics or Metrics()
     observe = upstream_observer(metrics)
     novas = build_regions(settings, observe)
     covering = coverages(novas, settings.exclude_regions)
+    store = (
+        layout_for(settings.runtime_dir, [n.fingerprint for n in novas])
+        if settings.runtime_dir
+        else None
+    )
+    if from_refresher and store is None:
+        raise ConfigError("INSTANCEAPI_RUNTIME_DIR", "workers read the refresher's index there")
     regions = [
         RegionChecker(
             nova,
@@ -96,16 +110,15 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
             resync_interval=settings.resync_interval,
             max_index_age=settings.index_max_age,
             coverage=covering[nova.cloud],
+            **(_follow(nova, store, settings) if from_refresher and store else {}),
         )
         for nova in novas
     ]
+    if store:
+        store.create()
     shared = (
-        SharedAbsentCache(
-            shared_path(Path(settings.runtime_dir), [n.fingerprint for n in novas]),
-            settings.absent_cache_size,
-            ttl=settings.absent_cache_ttl,
-        )
-        if settings.runtime_dir
+        SharedAbsentCache(store.absent, settings.absent_cache_size, ttl=settings.absent_cache_ttl)
+        if store
         else None
     )
     return Checker(
@@ -124,6 +137,21 @@ def build_checker(settings: Settings, metrics: Metrics | None = None) -> Checker
     )
 
 
+def _follow(nova: NovaRegion, store: StoreLayout, settings: Settings) -> dict[str, Any]:
+    """Return the RegionChecker arguments that make it read the refresher's index and rule."""
+    index = SharedIndex(
+        nova.name,
+        store,
+        nova.fingerprint,
+        gate_timeout=settings.timeout * (settings.retries + 1),
+    )
+    interval = settings.visibility_interval
+    return {
+        "index": index,
+        "visibility": lambda tracker: SharedVisibility(index, tracker, interval=interval),
+    }
+
+
 #: The settings the Gunicorn master validated (at start, and at each good reload),
 #: inherited by its workers through fork.
 _from_master: list[Settings] = []
@@ -137,10 +165,12 @@ def use_master_settings(settings: Settings) -> None:
 def get_app(
     environ: Mapping[str, str] | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
-    """Build the production app from the environment, and start its index refresher.
+    """Build the production app from the environment, and start following the refresher.
 
     Gunicorn calls this in each worker after the fork (no preload), so every
-    worker has its own sessions and its own refresher thread. Under our
+    worker has its own sessions. The index is the refresher process's (one per
+    service, see instanceapi.check.refresher); each worker's thread only follows
+    what it publishes (and reconciles cached absences with it). Under our
     Gunicorn config the worker takes the master's validated settings instead
     of reading them again: a file broken since (at a reload) cannot stop it.
     """
@@ -152,7 +182,7 @@ def get_app(
     excluded = ", ".join(f"{s.cloud}/{s.region}" for s in settings.exclude_regions)
     log.info("regions excluded (INSTANCEAPI_EXCLUDE_REGIONS): %s", excluded or "none")
     metrics = Metrics()
-    checker = build_checker(settings, metrics)
+    checker = build_checker(settings, metrics, from_refresher=True)
     Refresher(
         checker.regions,
         interval=settings.refresh_interval,

@@ -2,7 +2,8 @@
 
 Gunicorn's command line is unchanged (``-c``, ``--bind``, an app module ...).
 The child to supervise is the module named by ``IAPI_SERVE_REFRESHER``
-(run as ``python -m <module>``); unset, this is plain Gunicorn.
+(run as ``python -m <module>``), by default instanceapi's refresher; set
+empty, this is plain Gunicorn.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from instanceapi.serve.arbiter import SupervisingArbiter
 
 #: Not INSTANCEAPI_*: the service's settings reject unknown INSTANCEAPI_ variables.
 MODULE_ENV = "IAPI_SERVE_REFRESHER"
+DEFAULT_REFRESHER = "instanceapi.check.refresher"
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def refresher_argv(environ: Mapping[str, str]) -> list[str] | None:
     """Return the refresher's command line from the environment, None if none is configured."""
-    module = environ.get(MODULE_ENV, "").strip()
+    module = environ.get(MODULE_ENV, DEFAULT_REFRESHER).strip()
     if not module:
         return None
     if not _DOTTED.fullmatch(module):

@@ -1,4 +1,4 @@
-"""The command line that runs Gunicorn with the bundled configuration.
+"""The command line that runs the service: Gunicorn and the refresher its master supervises.
 
 A leaf module (imports nothing of ours), so that the CLI and the test harness
 share it without importing each other.
@@ -10,11 +10,11 @@ import sys
 
 
 def gunicorn_command(*extra: str) -> list[str]:
-    """Return the command that runs Gunicorn with the bundled configuration."""
+    """Return the command that runs the service with the bundled configuration."""
     return [
         sys.executable,
         "-m",
-        "gunicorn",
+        "instanceapi.serve",
         "-c",
         "python:instanceapi.serve.gunicorn_conf",
         *extra,

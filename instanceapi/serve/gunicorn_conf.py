@@ -172,15 +172,21 @@ def on_starting(server: Any) -> None:
     """
     _remove_own(_metrics, _METRICS_FILE)
     _remove_own(_runtime, re.compile(r"absent-[0-9a-f]+\.sqlite3(-wal|-shm|-journal)?"))
+    # A store left by an earlier run: its times are on a monotonic clock that a
+    # reboot restarts, so its listings could look fresh. The refresher relists.
+    _remove_own(_runtime, re.compile(r"store-[0-9a-f]{16}"), tree=True)
 
 
-def _remove_own(directory: str, pattern: re.Pattern[str]) -> None:
+def _remove_own(directory: str, pattern: re.Pattern[str], *, tree: bool = False) -> None:
     for entry in os.scandir(directory):
         if (
-            pattern.fullmatch(entry.name)
-            and entry.is_file(follow_symlinks=False)
-            and entry.stat(follow_symlinks=False).st_uid == os.geteuid()
+            not pattern.fullmatch(entry.name)
+            or entry.stat(follow_symlinks=False).st_uid != os.geteuid()
         ):
+            continue
+        if tree and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        elif not tree and entry.is_file(follow_symlinks=False):
             os.unlink(entry.path)
 
 

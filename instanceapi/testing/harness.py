@@ -19,6 +19,7 @@ from instanceapi.testing.cloud import SimulatedCloud
 
 _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 _BOOTED = re.compile(r"Booting worker with pid: \d+")
+_REFRESHER = re.compile(r"refresher started \(pid (\d+)\)")
 
 
 def service_env(
@@ -103,6 +104,11 @@ class ServiceProcess:
     def log_text(self) -> str:
         """Return everything Gunicorn and the app logged so far."""
         return Path(self._log.name).read_text(encoding="utf-8", errors="replace")
+
+    @property
+    def refresher_pids(self) -> list[int]:
+        """Return the pid of every refresher the master started so far, oldest first."""
+        return [int(pid) for pid in _REFRESHER.findall(self.log_text)]
 
     def start(self) -> None:
         """Start Gunicorn and wait until it answers `ready_path`."""

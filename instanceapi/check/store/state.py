@@ -31,6 +31,17 @@ class TargetState:
     failures: int
     last_error: str | None
     size: int
+    #: The changes-since of the newest full listing (the epoch: soft-deleted included).
+    full_since: str | None = None
+    #: Why the listings may lack servers (a cell down), None if nothing says so.
+    incomplete: str | None = None
+    #: The absence rule in force (visibility.Rule value), why, and when (monotonic; -1: never).
+    rule: str = "none"
+    rule_reason: str = "all-project visibility not established yet"
+    rule_checked_at: float = -1.0
+    #: The token's project and roles (comma-separated, sorted) the rule was established with.
+    rule_project: str | None = None
+    rule_roles: str | None = None
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -43,6 +54,13 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "failures": (int,),
     "last_error": (str, type(None)),
     "size": (int,),
+    "full_since": (str, type(None)),
+    "incomplete": (str, type(None)),
+    "rule": (str,),
+    "rule_reason": (str,),
+    "rule_checked_at": (float, int),
+    "rule_project": (str, type(None)),
+    "rule_roles": (str, type(None)),
 }
 
 

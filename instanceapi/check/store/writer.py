@@ -43,7 +43,40 @@ def publish_full(
     counting sort places them in their bucket. A listed id appearing twice keeps
     its last status (placed first in its bucket, where lookups find it first).
     """
-    ids, codes, deleted = _collect(records, listed_from)
+    listing = Listing()
+    listing.add(records, seen_at=listed_from)
+    return publish_listing(path, listing, listed_from=listed_from, flags=flags)
+
+
+class Listing:
+    """A complete listing being collected, possibly over a long time (the paced resync).
+
+    Later records of an id override earlier ones, so a listing followed by the
+    changes-since records read after it publishes the newest status of each.
+    """
+
+    def __init__(self) -> None:
+        self.ids, self.codes = bytearray(), bytearray()
+        self.deleted: dict[bytes, float] = {}
+
+    def add(self, records: Iterable[tuple[str, str]], *, seen_at: float) -> None:
+        """Append (canonical id, status) records; a DELETED one is dated `seen_at`."""
+        ids, codes, deleted = self.ids, self.codes, self.deleted
+        for server_id, status in records:
+            key = key_of(server_id)
+            code = code_of(status)
+            ids += key
+            codes.append(code)
+            if code == DELETED_CODE:
+                deleted.setdefault(key, seen_at)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def publish_listing(path: Path, listing: Listing, *, listed_from: float, flags: int) -> Header:
+    """Publish a collected complete listing as the new snapshot (replacing the current one)."""
+    ids, codes, deleted = listing.ids, listing.codes, listing.deleted
     starts = _bucket_starts(ids)
     table = TABLE.pack(*starts)
 
@@ -92,22 +125,6 @@ def publish_changes(
     header = Header(new_table[BUCKETS], old.generation + 1, listed_from, flags, len(deleted))
     _write(path, header, fill)
     return header
-
-
-def _collect(
-    records: Iterable[tuple[str, str]], listed_from: float
-) -> tuple[bytearray, bytearray, dict[bytes, float]]:
-    """Return the ids (16 bytes each) and status codes in arrival order, and the deletions."""
-    ids, codes = bytearray(), bytearray()
-    deleted: dict[bytes, float] = {}
-    for server_id, status in records:
-        key = key_of(server_id)
-        code = code_of(status)
-        ids += key
-        codes.append(code)
-        if code == DELETED_CODE:
-            deleted.setdefault(key, listed_from)
-    return ids, codes, deleted
 
 
 def _bucket_starts(ids: bytearray) -> array[int]:
