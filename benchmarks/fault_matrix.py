@@ -110,9 +110,7 @@ class Lab:
 
     def worker_pids(self, mode: str) -> set[int]:
         """Return the pids of a service's Gunicorn workers."""
-        master = self.services[mode].process
-        assert master is not None
-        return {child.pid for child in psutil.Process(master.pid).children()}
+        return self.services[mode].worker_pids()
 
 
 def fresh_existing(cloud: SimulatedCloud) -> dict[str, str]:

@@ -264,8 +264,7 @@ def rss_by_pid(service: ServiceProcess) -> dict[int, int]:
 
 def workers_of(service: ServiceProcess) -> set[int]:
     """Return the pids of the master's workers."""
-    assert service.process is not None
-    return {p.pid for p in psutil.Process(service.process.pid).children()}
+    return service.worker_pids()
 
 
 # -- wrk ------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import socket
 from collections.abc import Iterator
 from urllib.parse import quote
 
-import psutil
 import pytest
 import requests
 
@@ -24,8 +23,7 @@ MAX_BULK_BYTES = 256 * 1024
 
 def workers(service: ServiceProcess) -> set[int]:
     """Return the pids of the master's worker processes."""
-    assert service.process is not None
-    return {child.pid for child in psutil.Process(service.process.pid).children()}
+    return service.worker_pids()
 
 
 @pytest.fixture

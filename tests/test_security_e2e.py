@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
@@ -162,8 +161,7 @@ def test_a_shared_directory_open_to_others_stops_start_up(cloud, tmp_path, varia
 
 
 def workers(service: ServiceProcess) -> set[int]:
-    assert service.process is not None
-    return {child.pid for child in psutil.Process(service.process.pid).children()}
+    return service.worker_pids()
 
 
 def reloaded(service: ServiceProcess, before: set[int]) -> set[int]:

@@ -110,6 +110,15 @@ class ServiceProcess:
         """Return the pid of every refresher the master started so far, oldest first."""
         return [int(pid) for pid in _REFRESHER.findall(self.log_text)]
 
+    def worker_pids(self) -> set[int]:
+        """Return the pids of the master's live workers (its children but the refresher)."""
+        master = self._running().pid
+        try:
+            children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        except OSError:
+            return set()
+        return {int(pid) for pid in children} - set(self.refresher_pids)
+
     def start(self) -> None:
         """Start Gunicorn and wait until it answers `ready_path`."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("INSTANCEAPI_", "OS_"))}
