@@ -94,10 +94,14 @@ def cloud():
 
 def test_a_killed_refresher_is_restarted_and_checks_go_live_meanwhile(cloud, tmp_path):
     cloud, data = cloud
-    env = service_env(cloud, tmp_path, **DETAIL)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env = service_env(cloud, tmp_path, INSTANCEAPI_RUNTIME_DIR=str(runtime), **DETAIL)
     # One worker: the one that says "down" is the one that answers the checks.
     with ServiceProcess(env, workers=1, ready_path="/readyz") as service:
         wait_for(lambda: status_of(f"{service.url}/readyz") == 200, "ready")
+        first = service.refresher_pids[-1]
+        assert list(runtime.glob(f"metrics/gauge_live*_{first}.db"))
         # A refresher that keeps dying is restarted after 1, 2, then 4 s: the third
         # death leaves a window long enough to look at the service meanwhile.
         for deaths in range(1, 4):
@@ -124,6 +128,9 @@ def test_a_killed_refresher_is_restarted_and_checks_go_live_meanwhile(cloud, tmp
         wait_for(lambda: status_of(f"{service.url}/readyz") == 200, "ready again", timeout=90)
         assert len(set(service.refresher_pids)) == 4
         assert service.log_text.count("SIGKILL") >= 3
+        # The dead refreshers' live gauges are gone (else an old index_success stays the minimum).
+        dead = service.refresher_pids[:-1]
+        assert not [p for pid in dead for p in runtime.glob(f"metrics/gauge_live*_{pid}.db")]
 
 
 def test_a_reload_gives_the_refresher_the_new_configuration(tmp_path):

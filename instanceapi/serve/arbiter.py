@@ -7,6 +7,7 @@ which turns at least once a second and at once on SIGCHLD.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
@@ -19,7 +20,13 @@ class SupervisingArbiter(Arbiter):  # type: ignore[misc]  # gunicorn ships no ty
 
     def __init__(self, app: Any, refresher_argv: Sequence[str], backoff: Backoff | None = None):
         super().__init__(app)
-        self.refresher = RefresherChild(refresher_argv, self.log, backoff=backoff)
+        self.refresher = RefresherChild(
+            refresher_argv, self.log, backoff=backoff, on_exit=self._refresher_exited
+        )
+
+    def _refresher_exited(self, pid: int) -> None:
+        """Run the configuration's child_exit hook for the refresher, as for a worker."""
+        self.cfg.child_exit(self, SimpleNamespace(pid=pid))
 
     def manage_workers(self) -> None:
         """Keep the workers, then the refresher, running."""

@@ -208,7 +208,7 @@ def on_reload(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Mark a dead worker's live gauges as gone."""
+    """Mark a dead worker's (or refresher's) live gauges as gone."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -49,8 +49,11 @@ class RefresherChild:
         *,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_exit: Callable[[int], None] = lambda pid: None,
     ) -> None:
         self.argv = list(argv)
+        #: Called with the pid of each child that ended (its metrics files are then stale).
+        self._on_exit = on_exit
         self.log = log
         self._policy = backoff or Backoff()
         self._clock = clock
@@ -106,12 +109,19 @@ class RefresherChild:
                 child.signal(signal.SIGKILL)
                 child.wait_ended(self._policy.term_grace)
             self.log.info("refresher (pid %s) stopped: %s", child.pid, child.exit)
-            child.close()
+            self._close(child)
 
     def reap(self) -> None:
         """Collect exit statuses now (before Gunicorn's waitpid(-1) can take them)."""
         for child in self._children():
             child.ended()
+
+    def _close(self, child: ChildProcess) -> None:
+        child.close()
+        try:
+            self._on_exit(child.pid)
+        except Exception as ex:  # a hook's failure must not stop the supervision
+            self.log.error("refresher (pid %s): exit hook failed: %s", child.pid, ex)
 
     def _children(self) -> list[ChildProcess]:
         children = [c for c in (self.current, self.pending) if c is not None]
@@ -136,7 +146,7 @@ class RefresherChild:
             self._delay,
         )
         self._schedule(now)
-        child.close()
+        self._close(child)
         self.current = None
 
     def _schedule(self, now: float) -> None:
@@ -170,7 +180,7 @@ class RefresherChild:
         for child, kill_after in self._retiring:
             if child.ended():
                 self.log.info("previous refresher (pid %s) %s", child.pid, child.exit)
-                child.close()
+                self._close(child)
                 continue
             if now >= kill_after:
                 child.signal(signal.SIGKILL)
