@@ -6,7 +6,8 @@ from falcon import testing
 
 from instanceapi.check.checker import Checker
 from instanceapi.check.region import RegionChecker
-from instanceapi.check.store.absent import SharedAbsentCache, path_for
+from instanceapi.check.store.absent import SharedAbsentCache
+from instanceapi.check.store.layout import StoreLayout
 from instanceapi.http.app import create_app
 from instanceapi.verdict import Presence, Sighting, Verdict
 from tests.fakes import SETTINGS, FakeCloud, new_uuid
@@ -39,18 +40,15 @@ def test_one_worker_confirms_the_other_answers_without_asking(requests_mock, tmp
 
 def test_another_target_set_gets_another_table(tmp_path):
     """After a reload with a region added, absences proven without it do not count."""
-    old = SharedAbsentCache(path_for(tmp_path, ["demo/RegionOne|http://k/v3|public"]), 100)
-    new = SharedAbsentCache(
-        path_for(
-            tmp_path, ["demo/RegionOne|http://k/v3|public", "demo/RegionTwo|http://k/v3|public"]
-        ),
-        100,
-    )
+    one, two = "demo/RegionOne|http://k/v3|public", "demo/RegionTwo|http://k/v3|public"
+    stores = [StoreLayout.for_targets(tmp_path, regions) for regions in ([one], [one, two])]
+    for store in stores:
+        store.create()
+    old, new = (SharedAbsentCache(store.absent, 100) for store in stores)
     uuid = new_uuid()
     old.put(absent(uuid))
     assert old.get(uuid) is not None
     assert new.get(uuid) is None
-    assert path_for(tmp_path, ["b", "a"]) == path_for(tmp_path, ["a", "b"])
 
 
 def test_only_absences_are_shared(tmp_path):

@@ -17,7 +17,6 @@ entry live longer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sqlite3
@@ -29,21 +28,6 @@ from pathlib import Path
 from instanceapi.verdict import Presence, Sighting, Verdict
 
 log = logging.getLogger(__name__)
-
-#: v2: entries carry a monotonic expiry (a file of the old layout is left alone).
-PREFIX = "absent-v2-"
-
-
-def path_for(directory: Path, fingerprints: list[str]) -> Path:
-    """Return the table of one configuration: absences proven against these targets only.
-
-    NOTE: a graceful reload (HUP) keeps the master and this directory while the
-    new workers re-read clouds.yaml; absent from regions A and B proves nothing
-    about a region C added meanwhile. Another target set gets another file.
-    """
-    digest = hashlib.sha256("\n".join(sorted(fingerprints)).encode()).hexdigest()[:16]
-    return directory / f"{PREFIX}{digest}.sqlite3"
-
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS absent (

@@ -41,7 +41,12 @@ class StoreLayout:
 
     @classmethod
     def for_targets(cls, runtime_dir: Path, fingerprints: Sequence[str]) -> StoreLayout:
-        """Return the store of this set of targets (the order does not matter)."""
+        """Return the store of this set of targets (the order does not matter).
+
+        NOTE: a reload (HUP) keeps the runtime directory while the new workers
+        and refresher re-read clouds.yaml; absent from regions A and B proves
+        nothing about a region C added meanwhile: another set, another store.
+        """
         return cls(runtime_dir / f"{PREFIX}{_digest(chr(10).join(sorted(fingerprints)))}")
 
     def create(self) -> None:
