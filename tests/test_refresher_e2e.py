@@ -196,3 +196,21 @@ def test_workers_never_list_and_the_store_holds_one_snapshot_per_region(cloud, t
         assert full_listing_pages(nova_requests(cloud, seen)) == 1
         assert service.refresher_pids
     assert not list(Path(runtime).glob("store-*/gate.sock"))
+
+
+def test_a_reload_or_a_restart_continues_from_the_published_index(cloud, tmp_path):
+    cloud, data = cloud
+    env = service_env(cloud, tmp_path, **QUIET)
+    with ServiceProcess(env, workers=2, ready_path="/readyz") as service:
+        seen = len(nova_requests(cloud))
+        first = service.refresher_pids[-1]
+        service.reload()
+        wait_for(lambda: service.refresher_pids[-1] != first, "a new refresher")
+        wait_for(lambda: "continuing from the published index" in service.log_text, "adoption")
+        killed = service.refresher_pids[-1]
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: service.refresher_pids[-1] != killed, "restarted")
+        wait_for(lambda: service.log_text.count("continuing from the published index") >= 2, "2")
+        wait_for(lambda: status_of(f"{service.url}/readyz") == 200, "ready")
+        assert status_of(f"{service.url}/check/{data['existing'][0]}") == 200
+        assert full_listing_pages(nova_requests(cloud, seen)) == 0

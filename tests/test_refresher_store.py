@@ -427,3 +427,59 @@ def test_a_published_rule_survives_a_short_refresher_outage_only(cloud, layout, 
     assert visibility.peek().rule is published.rule
     clock.now += 301  # the refresher is down and its rule is older than our own would be
     assert visibility.peek().rule is Rule.NONE
+
+
+def full_listings(cloud: FakeCloud) -> int:
+    return sum(
+        1
+        for r in cloud.mocker.request_history
+        if "/servers/detail" in r.url
+        and "limit=" in r.url
+        and ("changes-since" not in r.url or "changes-since=1970-" in r.url)
+    )
+
+
+def test_a_successor_continues_from_the_published_index_without_a_full_listing(
+    cloud, layout, clock, writer
+):
+    kept, gone = cloud.add(), cloud.add()
+    nova, first = publisher(cloud, layout, clock)
+    first.refresh(full_since=EVERYTHING)
+    assert full_listings(cloud) == 1
+
+    _, successor = publisher(cloud, layout, clock)  # a restart, or a reload
+    assert successor.adopt()
+    assert len(successor) == 2
+    cloud.servers[gone]["status"] = "DELETED"
+    clock.now += 15
+    successor.refresh(full_since=EVERYTHING)
+
+    assert full_listings(cloud) == 1  # a changes-since poll, not a second full listing
+    worker = reader(nova, layout, clock)
+    assert worker.peek(gone) == "DELETED"
+    assert worker.peek(kept) == "ACTIVE"
+    assert worker.state(cached=False).listed_from == clock.now
+
+
+def test_nothing_published_or_another_rule_means_a_full_listing(cloud, layout, clock, writer):
+    cloud.add()
+    _, fresh = publisher(cloud, layout, clock)
+    assert not fresh.adopt()  # nothing published yet
+
+    fresh.refresh(full_since=None)  # published without soft-deleted servers
+    _, successor = publisher(cloud, layout, clock)
+    assert successor.adopt()
+    successor.refresh(full_since=EVERYTHING)  # the listing rule needs them: list again
+    assert full_listings(cloud) == 2
+
+
+def test_a_damaged_snapshot_is_not_adopted(cloud, layout, clock, writer):
+    cloud.add()
+    nova, first = publisher(cloud, layout, clock)
+    first.refresh(full_since=None)
+    snapshot = layout.snapshot(nova.fingerprint)
+    data = bytearray(snapshot.read_bytes())
+    data[-1] ^= 0xFF
+    snapshot.write_bytes(bytes(data))
+    _, successor = publisher(cloud, layout, clock)
+    assert not successor.adopt()

@@ -114,6 +114,13 @@ def serve(settings: Settings, stopping: threading.Event) -> None:
         log.info(
             "refresher: publishing the index of %d region(s) in %s", len(regions), layout.directory
         )
+        for one in published:
+            if one.index.adopt():
+                log.info(
+                    "%s: continuing from the published index (%d servers): no full listing",
+                    one.region.nova.name,
+                    len(one.index),
+                )
         gate = GateServer(
             layout.directory / "gate.sock",
             {p.key: _listing_handler(p.index) for p in published},

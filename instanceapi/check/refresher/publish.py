@@ -21,7 +21,7 @@ from pathlib import Path
 from instanceapi.check.index import EVERYTHING, UNKNOWN, IndexState, ServerIndex, iso, window_start
 from instanceapi.check.store.reader import IndexView
 from instanceapi.check.store.snapshot import INCLUDES_SOFT_DELETED, Header, SnapshotUnreadable
-from instanceapi.check.store.state import TargetState, write_state
+from instanceapi.check.store.state import StateUnreadable, StateView, TargetState, write_state
 from instanceapi.check.store.writer import Listing, publish_changes, publish_listing
 from instanceapi.openstack import Compute, UpstreamError
 
@@ -63,6 +63,42 @@ class PublishingIndex(ServerIndex):
 
     def peek(self, uuid: str) -> str | None:  # the refresher answers no check
         raise NotImplementedError("the refresher publishes; workers read the snapshot")
+
+    def adopt(self) -> bool:
+        """Continue from the index a predecessor published; False if there is none to trust.
+
+        A restarted or reloaded refresher (same configuration, same boot: the
+        master empties the store when it starts) then polls changes-since from
+        where its predecessor stopped instead of listing the whole cloud again.
+        The state is written after its snapshot, so the snapshot is at least as
+        new as the state says; the first poll re-reads from the state's listing.
+        """
+        try:
+            published = StateView(self.state_path).read()
+            header = self._view.header()
+        except (StateUnreadable, SnapshotUnreadable):
+            return False
+        if (
+            published.listed_from is None
+            or published.full_from is None
+            or published.listed_wall is None
+            or header.generation < published.snapshot_generation
+        ):
+            return False
+        with self._lock:
+            self._state = IndexState(
+                {},
+                {},
+                synced_from=published.listed_from,
+                full_from=published.full_from,
+                full_since=published.full_since,
+                nova_offset=published.nova_offset,
+                incomplete=published.incomplete,
+                synced_wall=published.listed_wall,
+            )
+            self._generation = published.generation
+            self._published(header)
+        return True
 
     def listed_after(self, asked_at: float, *, full_since: str | None) -> None:
         """Make sure a listing that started after `asked_at` is published (raises UpstreamError).
@@ -229,6 +265,8 @@ class PublishingIndex(ServerIndex):
                     size=self._count,
                     full_since=state.full_since,
                     incomplete=state.incomplete,
+                    listed_wall=state.synced_wall,
+                    nova_offset=state.nova_offset,
                     **self.rule_fields(),  # type: ignore[arg-type]
                 ),
             )

@@ -42,6 +42,10 @@ class TargetState:
     #: The token's project and roles (comma-separated, sorted) the rule was established with.
     rule_project: str | None = None
     rule_roles: str | None = None
+    #: Our wall clock when the newest listing began, and Nova's clock minus ours: where
+    #: a successor's first changes-since starts (it adopts this index, see publish.py).
+    listed_wall: float | None = None
+    nova_offset: float | None = None
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -61,6 +65,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "rule_checked_at": (float, int),
     "rule_project": (str, type(None)),
     "rule_roles": (str, type(None)),
+    "listed_wall": (float, int, type(None)),
+    "nova_offset": (float, int, type(None)),
 }
 
 
