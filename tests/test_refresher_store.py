@@ -337,19 +337,24 @@ def probes(cloud: FakeCloud) -> int:
     return cloud.calls("GET", "/servers/detail?all_tenants")
 
 
-def test_workers_follow_the_refreshers_rule_without_probing(cloud, layout, clock, writer):
-    cloud.add(project_id="0" * 32)
+def by_id_published(cloud: FakeCloud, layout: StoreLayout, clock: Clock) -> None:
+    """Publish an index whose state says: by-id, proved with the admin role."""
     _, index = publisher(
         cloud,
         layout,
         clock,
         rule="by-id",
-        rule_reason="probed",
+        rule_reason="probed with the admin role",
         rule_checked_at=clock.now,
         rule_project=cloud.project_id,
         rule_roles="admin,member,reader",
     )
     index.refresh(full_since=None)
+
+
+def test_workers_follow_the_refreshers_rule_without_probing(cloud, layout, clock, writer):
+    cloud.add(project_id="0" * 32)
+    by_id_published(cloud, layout, clock)
     worker_nova = cloud.nova()
     shared = reader(worker_nova, layout, clock)
     visibility = SharedVisibility(
@@ -364,17 +369,7 @@ def test_workers_follow_the_refreshers_rule_without_probing(cloud, layout, clock
 
 def test_a_worker_whose_token_changed_probes_for_itself(cloud, layout, clock, writer):
     cloud.add(project_id="0" * 32)
-    _, index = publisher(
-        cloud,
-        layout,
-        clock,
-        rule="by-id",
-        rule_reason="probed with the admin role",
-        rule_checked_at=clock.now,
-        rule_project=cloud.project_id,
-        rule_roles="admin,member,reader",
-    )
-    index.refresh(full_since=None)
+    by_id_published(cloud, layout, clock)
     cloud.roles = ("member", "reader")  # the admin role was removed since
     worker_nova = cloud.nova()
     visibility = SharedVisibility(

@@ -168,8 +168,7 @@ class ServerIndex:
             since = full_since
         else:
             statuses, deleted_seen = dict(state.statuses), dict(state.deleted_seen)
-            last = started_wall if state.synced_wall is None else state.synced_wall
-            since = iso(window_start(last, state.nova_offset))
+            since = poll_since(state, started_wall)
         for page in self.target.list_servers(changes_since=since):
             for server in page:
                 uuid = str(server["id"]).lower()
@@ -215,6 +214,12 @@ def lists_unreachable_cells(microversion: str) -> bool:
     """Return True if listings at this microversion show servers of down cells (2.69+)."""
     major, _, minor = microversion.partition(".")
     return (int(major), int(minor or 0)) >= (2, 69)
+
+
+def poll_since(state: IndexState, started_wall: float) -> str:
+    """Return the changes-since of a poll that begins at `started_wall` after `state`."""
+    last = started_wall if state.synced_wall is None else state.synced_wall
+    return iso(window_start(last, state.nova_offset))
 
 
 def window_start(last_listing: float, nova_offset: float | None) -> float:

@@ -18,7 +18,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from instanceapi.check.index import EVERYTHING, UNKNOWN, IndexState, ServerIndex, iso, window_start
+from instanceapi.check.index import (
+    EVERYTHING,
+    UNKNOWN,
+    IndexState,
+    ServerIndex,
+    iso,
+    poll_since,
+    window_start,
+)
 from instanceapi.check.store.reader import IndexView
 from instanceapi.check.store.snapshot import INCLUDES_SOFT_DELETED, Header, SnapshotUnreadable
 from instanceapi.check.store.state import StateUnreadable, StateView, TargetState, write_state
@@ -141,8 +149,7 @@ class PublishingIndex(ServerIndex):
             listing.add(self._records(full_since), seen_at=started)
             self._published(self._publish(listing, started, full_since))
         else:
-            last = started_wall if state.synced_wall is None else state.synced_wall
-            listed = self._records(iso(window_start(last, state.nova_offset)))
+            listed = self._records(poll_since(state, started_wall))
             changes = self._changed(dict(listed))
             if not changes:  # only the state says that this listing was read
                 return self._next_state(state, began, full, full_since)
