@@ -51,13 +51,13 @@ def run(environ: Mapping[str, str], out: TextIO) -> int:
     """Check everything; return the exit status."""
     try:
         settings = Settings.from_env(environ)
-        targets = build_regions(settings)
+        novas = build_regions(settings)
     except ConfigError as ex:
         print(f"✗ configuration: {ex}", file=out)
         return EXIT_CONFIG
     excluded = ", ".join(f"{s.cloud}/{s.region}" for s in settings.exclude_regions)
     print(
-        f"✓ configuration: {len(targets)} target(s), timeout {settings.timeout:g}s, "
+        f"✓ configuration: {len(novas)} target(s), timeout {settings.timeout:g}s, "
         f"{settings.retries} retries; regions excluded (INSTANCEAPI_EXCLUDE_REGIONS): "
         f"{excluded or 'none'}",
         file=out,
@@ -66,26 +66,24 @@ def run(environ: Mapping[str, str], out: TextIO) -> int:
     warning = settings.exposure_warning()
     if warning:
         report.note(warning)
-    covering = coverages(targets, settings.exclude_regions)
-    for target in targets:
-        print(f"\n{target.name}", file=out)
-        check_target(target, report, covering[target.cloud])
+    covering = coverages(novas, settings.exclude_regions)
+    for nova in novas:
+        print(f"\n{nova.name}", file=out)
+        check_region(nova, report, covering[nova.cloud])
     verdict = "no problems" if not report.problems else f"{report.problems} problem(s)"
     print(f"\n{verdict} found", file=out)
     return EXIT_OK if not report.problems else EXIT_PROBLEM
 
 
-def check_target(
-    target: NovaRegion, report: Report, coverage: RegionCoverage | None = None
-) -> None:
-    """Run each step for one target; stop at the first step the others depend on.
+def check_region(nova: NovaRegion, report: Report, coverage: RegionCoverage | None = None) -> None:
+    """Run each step for one region; stop at the first step the others depend on.
 
     A catalog region nobody checks is reported, and the other steps still run.
     """
-    coverage = coverage or RegionCoverage(target.cloud, frozenset({target.region}))
+    coverage = coverage or RegionCoverage(nova.cloud, frozenset({nova.region}))
 
-    def regions(target: NovaRegion, report: Report) -> None:
-        _regions(target, report, coverage)
+    def regions(nova: NovaRegion, report: Report) -> None:
+        _regions(nova, report, coverage)
 
     steps: list[tuple[Callable[[NovaRegion, Report], None], bool]] = [
         (_authenticate, True),
@@ -97,7 +95,7 @@ def check_target(
     for step, blocking in steps:
         before = report.problems
         try:
-            step(target, report)
+            step(nova, report)
         except UpstreamError as ex:
             hint = _HINTS.get(ex.status or 0, "")
             report.fail(ex.reason + (f": {hint}" if hint else ""))
@@ -105,18 +103,18 @@ def check_target(
             return
 
 
-def _authenticate(target: NovaRegion, report: Report) -> None:
-    me = target.identity()
+def _authenticate(nova: NovaRegion, report: Report) -> None:
+    me = nova.identity()
     report.ok(f"authenticated: project {me.project_id}, roles {', '.join(sorted(me.roles))}")
 
 
-def _regions(target: NovaRegion, report: Report, coverage: RegionCoverage) -> None:
-    found = target.compute_regions(fresh=True)
+def _regions(nova: NovaRegion, report: Report, coverage: RegionCoverage) -> None:
+    found = nova.compute_regions(fresh=True)
     problem = coverage.problem(found)
-    if target.region and target.region not in found:
+    if nova.region and nova.region not in found:
         names = ", ".join(sorted(r or "(no region)" for r in found)) or "none"
         report.fail(
-            f"the catalog has no compute endpoint in region {target.region} "
+            f"the catalog has no compute endpoint in region {nova.region} "
             f"(a typo? its compute regions: {names})"
         )
     if problem:
@@ -126,11 +124,11 @@ def _regions(target: NovaRegion, report: Report, coverage: RegionCoverage) -> No
         report.ok(f"compute regions in the catalog: {names}; all checked or excluded")
 
 
-def _compute(target: NovaRegion, report: Report) -> None:
-    version = target.microversion()
+def _compute(nova: NovaRegion, report: Report) -> None:
+    version = nova.microversion()
     report.ok(
-        f"compute endpoint {target.endpoint}: microversions up to "
-        f"{target.offered_microversion}, using {version}"
+        f"compute endpoint {nova.endpoint}: microversions up to "
+        f"{nova.offered_microversion}, using {version}"
     )
     if not lists_unreachable_cells(version):
         report.note(
@@ -139,8 +137,8 @@ def _compute(target: NovaRegion, report: Report) -> None:
         )
 
 
-def _visibility(target: NovaRegion, report: Report) -> None:
-    seen = probe(target, time.monotonic())
+def _visibility(nova: NovaRegion, report: Report) -> None:
+    seen = probe(nova, time.monotonic())
     if seen.rule is Rule.BY_ID:
         report.ok(f"sees every project's servers by id: {seen.reason}")
     elif seen.rule is Rule.LISTING:
@@ -153,10 +151,10 @@ def _visibility(target: NovaRegion, report: Report) -> None:
         report.fail(f"cannot prove absence (every absent UUID would answer 500): {seen.reason}")
 
 
-def _count(target: NovaRegion, report: Report) -> None:
+def _count(nova: NovaRegion, report: Report) -> None:
     started = time.perf_counter()
     total = pages = 0
-    for page in target.list_servers():
+    for page in nova.list_servers():
         total += len(page)
         pages += 1
     report.ok(

@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from instanceapi.check.checker import Checker, RegionChecker
-from instanceapi.openstack import Identity, UpstreamError
+from instanceapi.openstack import Identity, ServerRecord, UnexpectedBody, UpstreamError
 from instanceapi.uuids import InvalidUUID, byte_swapped, parse_uuid
 from instanceapi.verdict import Presence, Sighting, combine
 
@@ -202,7 +202,16 @@ def test_one_find_is_enough(presences: list[Presence]) -> None:
 # -- the whole checker, over targets that answer anything ------------------------------------------
 
 #: What a target's Nova may say about one id.
-OUTCOMES = ("present", "soft-deleted", "404", "deleted", "unknown-status", "error", "odd-body")
+OUTCOMES = (
+    "present",
+    "soft-deleted",
+    "404",
+    "deleted",
+    "unknown-status",
+    "error",
+    "odd-body",
+    "odd-record",
+)
 PRESENT_OUTCOMES = {"present", "soft-deleted"}
 ABSENT_OUTCOMES = {"404", "deleted"}
 
@@ -217,27 +226,29 @@ class ScriptedCompute:
         self.script = script
         self.asked: list[str] = []
 
-    def show(self, uuid_: str) -> dict[str, Any] | None:
+    def show(self, uuid_: str) -> ServerRecord | None:
         self.asked.append(uuid_)
         outcome = self.script.get(uuid_, "404")
         if outcome == "error":
             raise UpstreamError(self.name, "GET /servers/{id} failed: HTTP 500", status=500)
         if outcome == "404":
             return None
-        if outcome == "odd-body":
-            return {"id": "something-else", "status": "ACTIVE"}
+        if outcome == "odd-body":  # what NovaRegion raises for another server's record
+            raise UnexpectedBody(self.name, "GET /servers/{id} answered another server's record")
+        if outcome == "odd-record":  # a Compute that does not check: the checker does
+            return ServerRecord(id="something-else", status="ACTIVE")
         status = {
             "present": "ACTIVE",
             "soft-deleted": "SOFT_DELETED",
             "deleted": "DELETED",
             "unknown-status": "UNKNOWN",
         }[outcome]
-        return {"id": uuid_, "status": status}
+        return ServerRecord(id=uuid_, status=status)
 
-    def list_servers(self, **_: Any) -> Iterator[list[dict[str, Any]]]:
+    def list_servers(self, **_: Any) -> Iterator[list[ServerRecord]]:
         yield []
 
-    def unfiltered_page(self, *, detail: bool) -> list[dict[str, Any]]:
+    def unfiltered_page(self, *, detail: bool) -> list[ServerRecord]:
         """No cell is down here."""
         return []
 
@@ -308,7 +319,7 @@ def test_the_checker_answers_absent_only_when_every_target_confirms(
             assert len(compute.asked) == len(wanted)
 
 
-@pytest.mark.parametrize("outcome", ["error", "unknown-status", "odd-body"])
+@pytest.mark.parametrize("outcome", ["error", "unknown-status", "odd-body", "odd-record"])
 def test_a_failing_twin_lookup_is_doubt_not_absence(outcome: str) -> None:
     value = next(u for u in (uuid.uuid4() for _ in range(1000)) if len(asked_forms(u)) == 2)
     twin = asked_forms(value)[1]

@@ -70,32 +70,33 @@ class RegionCoverage:
 
 
 def coverages(
-    targets: Iterable[Compute], excluded: Iterable[RegionSpec]
+    novas: Iterable[Compute], excluded: Iterable[RegionSpec]
 ) -> dict[str, RegionCoverage]:
-    """Return each cloud's coverage, from its targets and the excluded regions."""
-    targets, excluded = list(targets), list(excluded)
+    """Return each cloud's coverage, from its regions' clients and the excluded regions."""
+    novas, excluded = list(novas), list(excluded)
     return {
         cloud: RegionCoverage(
             cloud,
-            frozenset(t.region or None for t in targets if t.cloud == cloud),
+            frozenset(n.region or None for n in novas if n.cloud == cloud),
             frozenset(str(e.region) for e in excluded if e.cloud == cloud and e.region),
         )
-        for cloud in {t.cloud for t in targets}
+        for cloud in {n.cloud for n in novas}
     }
 
 
 class RegionWatch:
-    """Keep one target's view of its cloud's catalog: uncovered regions, or None."""
+    """Keep one region's view of its cloud's catalog: uncovered regions, or None."""
 
     def __init__(
         self,
-        target: Compute,
+        nova: Compute,
         coverage: RegionCoverage,
         *,
         interval: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.target = target
+        #: This region's Nova (and Keystone) client.
+        self.nova = nova
         self.coverage = coverage
         self._interval = interval
         self._clock = clock
@@ -112,10 +113,10 @@ class RegionWatch:
             if now < self._next_read:
                 return
             try:
-                self._fresh = self.target.compute_regions(fresh=True)
+                self._fresh = self.nova.compute_regions(fresh=True)
             except UpstreamError as ex:
                 self._next_read = now + min(RETRY_AFTER_FAILURE, self._interval)
-                log.warning("%s: service catalog not read: %s", self.target.name, ex.reason)
+                log.warning("%s: service catalog not read: %s", self.nova.name, ex.reason)
                 return
             self._next_read = now + self._interval
         self._judge(self._fresh)
@@ -126,7 +127,7 @@ class RegionWatch:
         No I/O unless the token must be renewed; a catalog that cannot be read is doubt.
         """
         try:
-            regions = self.target.compute_regions()
+            regions = self.nova.compute_regions()
         except UpstreamError as ex:
             return f"the service catalog cannot be read: {ex.reason}"
         return self._judge(regions | self._fresh)
@@ -134,6 +135,6 @@ class RegionWatch:
     def _judge(self, regions: frozenset[str]) -> str | None:
         problem = self.coverage.problem(regions)
         if problem != self.problem and problem is not None:
-            log.error("%s: %s", self.target.name, problem)
+            log.error("%s: %s", self.nova.name, problem)
         self.problem = problem
         return problem

@@ -1,4 +1,4 @@
-"""One target's servers, held in memory: the fast path, and the listing rule's evidence.
+"""One region's servers, held in memory: the fast path, and the listing rule's evidence.
 
 A full sync reads every page of the all-project listing; after that,
 ``changes-since`` listings add new and changed servers and mark deleted ones.
@@ -52,7 +52,7 @@ class IndexState:
 
 
 class ServerIndex:
-    """Statuses of every server of one target, by lower-case id.
+    """Statuses of every server of one region, by lower-case id.
 
     NOTE: every "which came first / how old" comparison uses `clock`, a monotonic
     one: an NTP step of the wall clock must not make a listing read before a
@@ -62,13 +62,14 @@ class ServerIndex:
 
     def __init__(
         self,
-        target: Compute,
+        nova: Compute,
         *,
         resync_interval: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.target = target
+        #: This region's Nova client.
+        self.nova = nova
         self._resync_interval = resync_interval
         self._clock = clock
         self._wall = wall
@@ -169,14 +170,13 @@ class ServerIndex:
         else:
             statuses, deleted_seen = dict(state.statuses), dict(state.deleted_seen)
             since = poll_since(state, started_wall)
-        for page in self.target.list_servers(changes_since=since):
+        for page in self.nova.list_servers(changes_since=since):
             for server in page:
-                uuid = str(server["id"]).lower()
                 # Interned: 100,000 servers share a handful of status strings.
-                status = sys.intern(str(server.get("status") or UNKNOWN))
-                statuses[uuid] = status
+                status = sys.intern(server.listed_status)
+                statuses[server.id] = status
                 if status == DELETED:
-                    deleted_seen.setdefault(uuid, started_wall)
+                    deleted_seen.setdefault(server.id, started_wall)
         # Only a listing read to its last page gets here (a failing page raises).
         return IndexState(
             statuses,
@@ -190,14 +190,14 @@ class ServerIndex:
 
     def _down_cell_servers(self) -> int | None:
         """Return how many servers Nova lists as UNKNOWN (cell down); None below 2.69."""
-        if not lists_unreachable_cells(self.target.microversion()):
+        if not lists_unreachable_cells(self.nova.microversion()):
             return None  # below 2.69 even the unfiltered listing omits them
-        page = self.target.unfiltered_page(detail=False)
-        return sum(1 for server in page if server.get("status") == UNKNOWN)
+        page = self.nova.unfiltered_page(detail=False)
+        return sum(1 for server in page if server.status == UNKNOWN)
 
     def _nova_offset(self, previous: float | None) -> float | None:
         """Return Nova's clock minus our wall clock, from the Date of the answer just read."""
-        nova = self.target.nova_time()
+        nova = self.nova.nova_time()
         return previous if nova is None else nova - self._wall()
 
 

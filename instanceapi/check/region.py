@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from instanceapi.check.catalog import RegionCoverage, RegionWatch
 from instanceapi.check.index import (
@@ -21,7 +21,7 @@ from instanceapi.check.index import (
 )
 from instanceapi.check.index import lists_unreachable_cells as lists_unreachable_cells
 from instanceapi.check.visibility import Rule, Visibility, VisibilityTracker
-from instanceapi.openstack import Compute, Identity, UpstreamError
+from instanceapi.openstack import Compute, Identity, ServerRecord, UnexpectedBody, UpstreamError
 from instanceapi.verdict import NOT_LISTED, Presence, Sighting
 
 log = logging.getLogger(__name__)
@@ -185,6 +185,8 @@ class RegionChecker:
             if server is not None:
                 return self._from_server(uuid, server)
             return self._after_404(uuid, asked_at)
+        except UnexpectedBody:  # Nova answered, but not with this server's record
+            return self._seen(uuid, Presence.UNKNOWN, "Nova answered 200 with an unexpected body")
         except UpstreamError as ex:
             return self._seen(uuid, Presence.UNKNOWN, ex.reason, failed=True)
         except Exception:  # a bug or an unforeseen answer: doubt for this region, never absence
@@ -272,11 +274,11 @@ class RegionChecker:
             uuid, Presence.PRESENT, "in the all-project listing", status=status, rule="listing"
         )
 
-    def _from_server(self, uuid: str, server: dict[str, Any]) -> Sighting:
-        status = server.get("status")
-        if str(server.get("id", "")).lower() != uuid or not isinstance(status, str):
+    def _from_server(self, uuid: str, server: ServerRecord) -> Sighting:
+        status = server.status
+        if server.id != uuid or status is None:  # NovaRegion raises first; a fake might not
             return self._seen(uuid, Presence.UNKNOWN, "Nova answered 200 with an unexpected body")
-        if status == DELETED or server.get("OS-EXT-STS:vm_state") == "deleted":
+        if status == DELETED or server.vm_state == "deleted":
             return self._seen(
                 uuid,
                 Presence.ABSENT,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from instanceapi.openstack import Compute, Identity, UpstreamError
+from instanceapi.openstack import Compute, Identity, ServerRecord, UnexpectedBody, UpstreamError
 
 log = logging.getLogger(__name__)
 #: Other projects' servers tried by one probe before it gives up (retried later).
@@ -26,7 +26,7 @@ NOT_BUILT = frozenset({"BUILD", "UNKNOWN"})
 
 
 class Rule(enum.Enum):
-    """How this target's absence is decided."""
+    """How this region's absence is decided."""
 
     BY_ID = "by-id"  # Nova's 404 for GET /servers/{id} is authoritative
     LISTING = "listing"  # only the all-project listing can prove absence
@@ -35,7 +35,7 @@ class Rule(enum.Enum):
 
 @dataclass(frozen=True)
 class Visibility:
-    """The rule in force for one target, why, and when it was established."""
+    """The rule in force for one region, why, and when it was established."""
 
     rule: Rule
     reason: str
@@ -44,16 +44,16 @@ class Visibility:
     identity: Identity | None = None
 
 
-def probe(target: Compute, now: float) -> Visibility:
-    """Establish the rule for `target`; raise UpstreamError if it cannot be asked."""
-    me = target.identity()
-    return dataclasses.replace(_rule_for(target, me, now), identity=me)
+def probe(nova: Compute, now: float) -> Visibility:
+    """Establish the rule for the region `nova` asks; raise UpstreamError if it cannot be asked."""
+    me = nova.identity()
+    return dataclasses.replace(_rule_for(nova, me, now), identity=me)
 
 
-def _rule_for(target: Compute, me: Identity, now: float) -> Visibility:
+def _rule_for(nova: Compute, me: Identity, now: float) -> Visibility:
     try:
         # Unfiltered: the one listing that does not silently skip a down cell.
-        page = target.unfiltered_page(detail=True)
+        page = nova.unfiltered_page(detail=True)
     except UpstreamError as ex:
         if ex.status == 403:
             return Visibility(
@@ -63,15 +63,15 @@ def _rule_for(target: Compute, me: Identity, now: float) -> Visibility:
                 now,
             )
         raise
-    others = [s for s in page if s.get("tenant_id") not in (None, me.project_id) and _built(s)]
+    others = [s for s in page if s.tenant_id not in (None, me.project_id) and _built(s)]
     for other in others[:PROBE_TRIES]:
-        found = _probe_with(target, str(other["id"]), now)
+        found = _probe_with(nova, other.id, now)
         if found is not None:
             return found
     if others:
         # Every server tried answered UNKNOWN (its cell went down) or still building.
         raise UpstreamError(
-            target.name,
+            nova.name,
             "visibility probe inconclusive: no built server of another project "
             "answered GET /servers/{id} with its full record",
         )
@@ -87,30 +87,34 @@ def _rule_for(target: Compute, me: Identity, now: float) -> Visibility:
     )
 
 
-def _probe_with(target: Compute, server_id: str, now: float) -> Visibility | None:
+def _probe_with(nova: Compute, server_id: str, now: float) -> Visibility | None:
     """Return the rule a GET of another project's built server proves, None if it proves none.
 
     NOTE: the probe's server id goes to the log, never into a reason: reasons
     reach clients, and it is another project's.
     """
-    shown = target.show(server_id)
+    try:
+        shown = nova.show(server_id)
+    except UnexpectedBody as ex:
+        log.info("%s: visibility probe: server %s: %s: no proof", nova.name, server_id, ex.reason)
+        return None
     if shown is None:
-        log.info("%s: visibility probe: GET of server %s answered 404", target.name, server_id)
+        log.info("%s: visibility probe: GET of server %s answered 404", nova.name, server_id)
         return Visibility(
             Rule.LISTING,
             "the credentials list all projects but GET of another project's server "
             "(built) answered 404",
             now,
         )
-    if str(shown.get("id", "")).lower() != server_id.lower() or not _built(shown, full=True):
+    if shown.id != server_id.lower() or not _built(shown, full=True):
         log.info(
             "%s: visibility probe: server %s answered %s, not its full record: no proof",
-            target.name,
+            nova.name,
             server_id,
-            shown.get("status"),
+            shown.status,
         )
         return None
-    log.info("%s: visibility probe: GET of server %s answered 200", target.name, server_id)
+    log.info("%s: visibility probe: GET of server %s answered 200", nova.name, server_id)
     return Visibility(
         Rule.BY_ID,
         "GET of another project's server answered 200 (built, with its full record)",
@@ -118,25 +122,26 @@ def _probe_with(target: Compute, server_id: str, now: float) -> Visibility | Non
     )
 
 
-def _built(server: dict[str, object], *, full: bool = False) -> bool:
+def _built(server: ServerRecord, *, full: bool = False) -> bool:
     """Return True for a server past building, shown in full (not a down cell's UNKNOWN stub).
 
     NOTE: a server still being built answers GET even to a reader of another
     project until it is scheduled to a cell, and a down cell's server answers
     200 UNKNOWN to that reader: neither proves that other projects are visible.
     """
-    if server.get("status") in NOT_BUILT or server.get("OS-EXT-STS:vm_state") == "building":
+    if server.status in NOT_BUILT or server.vm_state == "building":
         return False
-    return not full or ("name" in server and "OS-EXT-STS:vm_state" in server)
+    return not full or server.full
 
 
 class VisibilityTracker:
-    """Keep one target's rule current: probed at start-up, then every `interval`."""
+    """Keep one region's rule current: probed at start-up, then every `interval`."""
 
     def __init__(
-        self, target: Compute, *, interval: float, clock: Callable[[], float] = time.monotonic
+        self, nova: Compute, *, interval: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._target = target
+        #: This region's Nova client.
+        self.nova = nova
         self._interval = interval
         self._clock = clock
         self._lock = threading.Lock()
@@ -165,7 +170,7 @@ class VisibilityTracker:
 
     def _refresh(self, now: float, *, identity_changed: bool = False) -> None:
         try:
-            found = probe(self._target, now)
+            found = probe(self.nova, now)
         except UpstreamError as ex:
             if identity_changed:
                 self._current = Visibility(
@@ -180,14 +185,14 @@ class VisibilityTracker:
             self._next_probe = now + min(RETRY_AFTER_FAILURE, self._interval)
             log.warning(
                 "%s: visibility probe failed, keeping rule %s: %s",
-                self._target.name,
+                self.nova.name,
                 self._current.rule.value,
                 ex.reason,
             )
             return
         if found.rule is not self._current.rule:
             log.info(
-                "%s: absence rule is now %s: %s", self._target.name, found.rule.value, found.reason
+                "%s: absence rule is now %s: %s", self.nova.name, found.rule.value, found.reason
             )
         self._current = found
         self._next_probe = now + self._interval

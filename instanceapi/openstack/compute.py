@@ -1,7 +1,7 @@
 """One cloud/region of Nova, behind a keystoneauth1 session: lookups and listings.
 
-Everything above this package sees plain dicts, ``None`` for "Nova answered 404",
-and ``UpstreamError`` for every other outcome.
+Everything above this package sees ``ServerRecord``s (never Nova's JSON),
+``None`` for "Nova answered 404", and ``UpstreamError`` for every other outcome.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from novaclient import client as nova_client
 from novaclient import exceptions as nova_exc
 
 from instanceapi.openstack.breaker import Breaker, CircuitOpen
+from instanceapi.openstack.records import MalformedRecord, ServerRecord, parse_page, parse_server
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class UpstreamError(Exception):
         self.status = status
 
 
+class UnexpectedBody(UpstreamError):
+    """``GET /servers/{id}`` answered 200 with something other than that server's record."""
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who the service is to Nova: the token's project and roles."""
@@ -79,8 +84,12 @@ class Compute(Protocol):
     cloud: str
     region: str | None
 
-    def show(self, uuid: str) -> dict[str, Any] | None:
-        """Return the server, or None when Nova answers 404 for this id."""
+    def show(self, uuid: str) -> ServerRecord | None:
+        """Return the server, or None when Nova answers 404 for this id.
+
+        A 200 that is not this server's record (another id, no status, not a
+        server object) raises UnexpectedBody.
+        """
 
     def list_servers(
         self,
@@ -88,10 +97,10 @@ class Compute(Protocol):
         changes_since: str | None = None,
         page_limit: int = LISTING_PAGE,
         max_pages: int | None = None,
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[list[ServerRecord]]:
         """Yield every page of the all-project detail listing."""
 
-    def unfiltered_page(self, *, detail: bool) -> list[dict[str, Any]]:
+    def unfiltered_page(self, *, detail: bool) -> list[ServerRecord]:
         """Return the one page of ``GET /servers[/detail]?all_tenants=1``, nothing else asked."""
 
     def identity(self) -> Identity:
@@ -152,7 +161,7 @@ class NovaRegion:
 
     # -- public interface -------------------------------------------------
 
-    def show(self, uuid: str) -> dict[str, Any] | None:
+    def show(self, uuid: str) -> ServerRecord | None:
         """Return the server as Nova shows it, or None on Nova's own "not found".
 
         NOTE: only Nova's itemNotFound for this very id counts. A 404 from a
@@ -163,7 +172,7 @@ class NovaRegion:
         self._authenticated()
         try:
             server = once_more_on_401(lambda: client.servers.get(uuid))
-            return dict(server.to_dict())
+            shown = dict(server.to_dict())
         except nova_exc.NotFound as ex:
             if is_instance_not_found(ex, uuid):
                 return None
@@ -175,6 +184,21 @@ class NovaRegion:
             ) from ex
         except _FAILURES as ex:
             raise self._error("GET /servers/{id}", ex) from ex
+        return self._record_of(uuid, shown)
+
+    def _record_of(self, uuid: str, shown: dict[str, Any]) -> ServerRecord:
+        """Return the record GET /servers/{id} answered; UnexpectedBody if it is not uuid's."""
+        try:
+            record = parse_server(shown)
+        except MalformedRecord as ex:
+            raise UnexpectedBody(
+                self.name, f"GET /servers/{{id}} answered a server that {ex}"
+            ) from None
+        if record.id != uuid.lower() or record.status is None:
+            raise UnexpectedBody(
+                self.name, "GET /servers/{id} answered another server's record, or no status"
+            )
+        return record
 
     def list_servers(
         self,
@@ -182,7 +206,7 @@ class NovaRegion:
         changes_since: str | None = None,
         page_limit: int = LISTING_PAGE,
         max_pages: int | None = None,
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[list[ServerRecord]]:
         """Yield every page of ``GET /servers/detail?all_tenants=1``.
 
         Pages are followed while Nova offers a ``next`` link. A page that fails
@@ -194,11 +218,10 @@ class NovaRegion:
         markers: set[str] = set()
         bound = self.max_listing_pages if max_pages is None else max_pages
         for pages in range(1, bound + 1):
-            page, more = self._list_page(params)
+            page, more, marker = self._list_page(params)
             yield page
-            if not more or not page or pages == max_pages:
+            if not more or not marker or pages == max_pages:
                 return
-            marker = page[-1]["id"]
             if marker in markers:
                 raise UpstreamError(
                     self.name,
@@ -213,7 +236,7 @@ class NovaRegion:
             "taken for a listing that never ends",
         )
 
-    def unfiltered_page(self, *, detail: bool) -> list[dict[str, Any]]:
+    def unfiltered_page(self, *, detail: bool) -> list[ServerRecord]:
         """Return the first page of the all-project listing with no parameter but all_tenants.
 
         NOTE: from 2.69 it is the only listing that shows servers of unreachable
@@ -311,7 +334,11 @@ class NovaRegion:
 
     def _list_page(
         self, params: dict[str, str], path: str = "/servers/detail"
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[ServerRecord], bool, str | None]:
+        """Return a page's records, whether Nova offers a next page, and its marker.
+
+        The marker is the last server's id exactly as Nova wrote it (None: an empty page).
+        """
         url = f"{path}?" + urllib.parse.urlencode(params)
         self._authenticated()
         try:
@@ -321,10 +348,11 @@ class NovaRegion:
             more = any(isinstance(link, dict) and link.get("rel") == "next" for link in links)
         except _FAILURES as ex:
             raise self._error(f"GET {path}", ex) from ex
-        problem = malformed(servers)
-        if problem:
-            raise UpstreamError(self.name, f"GET {path} answered a malformed page: {problem}")
-        return servers, more
+        try:
+            records = parse_page(servers)
+        except MalformedRecord as ex:
+            raise UpstreamError(self.name, f"GET {path} answered a malformed page: {ex}") from None
+        return records, more, str(servers[-1]["id"]) if servers else None
 
     def _nova(self) -> Any:
         """Return the novaclient client, negotiating the microversion once."""
@@ -437,24 +465,6 @@ def once_more_on_401(call: Callable[[], T]) -> T:
         return call()
     except nova_exc.Unauthorized:
         return call()
-
-
-def malformed(servers: object) -> str | None:
-    """Return what is wrong with a listing page's servers, or None if each is a server.
-
-    NOTE: a server is an object with a string id and, if any, a string status;
-    anything else (a proxy's garbage, a truncated body) is doubt, never a skip.
-    """
-    if not isinstance(servers, list):
-        return f"'servers' is a JSON {type(servers).__name__}, not a list"
-    for number, server in enumerate(servers, start=1):
-        if not isinstance(server, dict):
-            return f"item {number} is a JSON {type(server).__name__}, not a server object"
-        if not isinstance(server.get("id"), str) or not server["id"]:
-            return f"item {number} has no server id"
-        if not isinstance(server.get("status") or "", str):
-            return f"item {number} has a status that is not a string"
-    return None
 
 
 _NOT_FOUND = re.compile(r"Instance (\S+) could not be found\.?")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from instanceapi.check.index import (
     EVERYTHING,
-    UNKNOWN,
     IndexState,
     ServerIndex,
     iso,
@@ -48,7 +47,7 @@ class PublishingIndex(ServerIndex):
 
     def __init__(
         self,
-        target: Compute,
+        nova: Compute,
         *,
         snapshot: Path,
         state: Path,
@@ -57,7 +56,7 @@ class PublishingIndex(ServerIndex):
         wall: Callable[[], float] = time.time,
     ) -> None:
         # The resync is the paced walk's job (resync()), never a poll's: infinite interval.
-        super().__init__(target, resync_interval=float("inf"), clock=clock, wall=wall)
+        super().__init__(nova, resync_interval=float("inf"), clock=clock, wall=wall)
         self.snapshot_path = snapshot
         self._view = IndexView(snapshot)
         self.state_path = state
@@ -159,7 +158,7 @@ class PublishingIndex(ServerIndex):
                 # Lost or damaged: list in full next time, and say so now.
                 self._state = dataclasses.replace(self._state, full_from=None)
                 raise UpstreamError(
-                    self.target.name, f"snapshot unreadable ({ex}): relisting"
+                    self.nova.name, f"snapshot unreadable ({ex}): relisting"
                 ) from ex
             self._published(header)
         return self._next_state(state, began, full, full_since)
@@ -198,7 +197,7 @@ class PublishingIndex(ServerIndex):
         with self._lock:
             state = self._state
             if state.full_since != full_since or state.full_from is None:
-                log.info("%s: resync discarded: the listing rule changed", self.target.name)
+                log.info("%s: resync discarded: the listing rule changed", self.nova.name)
                 return False
             caught_up, caught_up_wall = self._clock(), self._wall()
             since = iso(window_start(started_wall, state.nova_offset))
@@ -232,9 +231,9 @@ class PublishingIndex(ServerIndex):
             return listed
 
     def _records(self, since: str | None) -> Iterator[tuple[str, str]]:
-        for page in self.target.list_servers(changes_since=since):
+        for page in self.nova.list_servers(changes_since=since):
             for server in page:
-                yield str(server["id"]).lower(), str(server.get("status") or UNKNOWN)
+                yield server.id, server.listed_status
 
     @staticmethod
     def _paced(
@@ -278,4 +277,4 @@ class PublishingIndex(ServerIndex):
                 ),
             )
         except OSError as ex:  # workers then see an old state: older, never wrong
-            log.error("%s: state not published: %s", self.target.name, ex)
+            log.error("%s: state not published: %s", self.nova.name, ex)
