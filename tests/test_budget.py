@@ -57,9 +57,9 @@ def client_for(
     breaker: Breaker | None = None,
 ) -> testing.TestClient:
     """Return a client of the app wired as build_checker wires it, with the default budget."""
-    target = cloud.nova()
+    nova = cloud.nova()
     if breaker is not None:
-        target._breaker = breaker
+        nova._breaker = breaker
     budget = UpstreamBudget(
         rate=rate,
         burst=burst,
@@ -67,7 +67,7 @@ def client_for(
         **({"clock": clock} if clock else {}),
     )
     checker = Checker(
-        [RegionChecker(target)],
+        [RegionChecker(nova)],
         bulk_concurrency=DEFAULTS.bulk_concurrency,
         budget=budget,
         bulk_max_live=DEFAULTS.bulk_max_live,

@@ -46,8 +46,8 @@ def client_for(target: RegionChecker) -> testing.TestClient:
 @pytest.mark.parametrize("step", [-120.0, -86400.0, 3600.0])
 def test_a_server_created_after_a_wall_clock_step_is_never_absent(listing_cloud, step):
     wall = Wall()
-    target = RegionChecker(listing_cloud.nova(), wall=wall)
-    client = client_for(target)
+    region = RegionChecker(listing_cloud.nova(), wall=wall)
+    client = client_for(region)
     gone = listing_cloud.add("DELETED", project_id=OTHER_PROJECT)
     assert client.simulate_get(f"/check/{gone}").status_code == 404  # full listing read
     wall.step = step  # NTP steps the clock between the listing and the next question
@@ -61,28 +61,28 @@ def test_a_server_created_after_a_wall_clock_step_is_never_absent(listing_cloud,
 
 def test_a_forward_step_does_not_age_the_index(listing_cloud):
     wall = Wall()
-    target = RegionChecker(listing_cloud.nova(), wall=wall, max_index_age=300.0)
-    target.refresh_index()
+    region = RegionChecker(listing_cloud.nova(), wall=wall, max_index_age=300.0)
+    region.refresh_index()
     wall.step = 3600.0
-    age = target.index.age()
+    age = region.index.age()
     assert age is not None and age < 60.0
-    assert target.index_is_fresh()
+    assert region.index_is_fresh()
 
 
 def test_the_visibility_probe_schedule_ignores_wall_steps(listing_cloud):
     """A step back must not postpone the next re-probe (by a day here)."""
     now = [100.0]
     wall = Wall()
-    target = RegionChecker(
+    region = RegionChecker(
         listing_cloud.nova(), clock=lambda: now[0], wall=wall, visibility_interval=300.0
     )
-    target.visibility.current()
+    region.visibility.current()
     probe = listing_cloud.compute_url + "/servers/detail?all_tenants=1"
     probes = listing_cloud.calls("GET", probe)
     assert probes >= 1
     wall.step = -86400.0
     now[0] += 300.0
-    target.visibility.current()
+    region.visibility.current()
     assert listing_cloud.calls("GET", probe) == probes + 1
 
 
@@ -90,12 +90,12 @@ def test_nova_calls_do_not_stall_after_the_wall_clock_steps_back(requests_mock, 
     """keystoneauth's adapters wait until time.time() passes their creation time."""
     cloud = FakeCloud(requests_mock)
     uuid = cloud.add()
-    target = cloud.nova()
-    assert target.show(uuid) is not None  # the compute adapter is made now
+    nova = cloud.nova()
+    assert nova.show(uuid) is not None  # the compute adapter is made now
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() - 600.0)  # NTP: ten minutes back
     answers: list[object] = []
-    call = threading.Thread(target=lambda: answers.append(target.show(uuid)), daemon=True)
+    call = threading.Thread(target=lambda: answers.append(nova.show(uuid)), daemon=True)
     call.start()
     call.join(10.0)
     assert not call.is_alive(), "the Nova call is waiting for the wall clock to catch up"

@@ -75,19 +75,19 @@ def test_index_read_while_a_cell_is_down_is_incomplete_then_reread_at_once(reque
     hidden = cloud.add(project_id=OTHER_PROJECT)
     cloud.add(project_id=OTHER_PROJECT)
     cloud.down.add(hidden)
-    target = RegionChecker(cloud.nova())
+    region = RegionChecker(cloud.nova())
     metrics = Metrics()
-    refresher = Refresher([target], interval=1000.0, metrics=metrics)
-    complete = {"target": target.nova.name}
+    refresher = Refresher([region], interval=1000.0, metrics=metrics)
+    complete = {"target": region.nova.name}
     refresher.run_once()
-    assert target.index.peek(hidden) is None
-    assert "1 server(s) as UNKNOWN" in (target.readiness() or "")
+    assert region.index.peek(hidden) is None
+    assert "1 server(s) as UNKNOWN" in (region.readiness() or "")
     assert metrics.registry.get_sample_value("instanceapi_index_complete", complete) == 0
     cloud.down.clear()
     full_listings = cloud.calls("GET", "limit=")
-    target.refresh_index()  # the next refresh, long before the resync interval
-    assert target.index.peek(hidden) == "ACTIVE"
-    assert target.index.incomplete is None and target.readiness() is None
+    region.refresh_index()  # the next refresh, long before the resync interval
+    assert region.index.peek(hidden) == "ACTIVE"
+    assert region.index.incomplete is None and region.readiness() is None
     assert cloud.calls("GET", "limit=") == full_listings + 1
     assert "changes-since" not in requests_mock.request_history[-1].url  # a full listing
     refresher._due = dict.fromkeys(refresher._due, 0.0)
@@ -136,14 +136,14 @@ def sim() -> Iterator[SimulatedCloud]:
 
 
 def checker_on(cloud: SimulatedCloud, user: str) -> Checker:
-    target = NovaRegion(
+    nova = NovaRegion(
         cloud="demo",
         region="RegionOne",
         session=password_session(cloud, user),
         interface="public",
         retries=0,
     )
-    return Checker([RegionChecker(target)], absent_cache_size=0)
+    return Checker([RegionChecker(nova)], absent_cache_size=0)
 
 
 @pytest.mark.parametrize("microversion", ["2.96", "2.60"])
@@ -167,15 +167,15 @@ def test_reader_never_gets_a_404_for_a_down_cells_server_nor_after_it_comes_back
     theirs = sim.add_server(project="beta", cell="cell2").id
     sim.set_cell_down("cell2")
     checker = checker_on(sim, "reader-all")
-    target = checker.regions[0]
-    target.refresh_index()  # the full listing skips cell2, silently
-    assert target.visibility.current().rule is Rule.LISTING
-    assert target.index.incomplete
+    region = checker.regions[0]
+    region.refresh_index()  # the full listing skips cell2, silently
+    assert region.visibility.current().rule is Rule.LISTING
+    assert region.index.incomplete
     assert checker.check(theirs).presence is Presence.UNKNOWN  # 200 UNKNOWN by id
     sim.set_cell_down("cell2", down=False)
     assert checker.check(theirs).presence is Presence.PRESENT  # changed lately: listed again
-    target.refresh_index()  # cells answer: read in full again at once
-    assert target.index.incomplete is None
+    region.refresh_index()  # cells answer: read in full again at once
+    assert region.index.incomplete is None
     assert checker.check(theirs).presence is Presence.PRESENT
 
 

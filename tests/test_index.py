@@ -43,8 +43,8 @@ class Rig:
 
 
 def make(cloud, clock, **kwargs):
-    target = RegionChecker(cloud.nova(), clock=clock, **kwargs)
-    checker = Checker([target])
+    region = RegionChecker(cloud.nova(), clock=clock, **kwargs)
+    checker = Checker([region])
     refresher = Refresher(checker.regions, interval=15.0, clock=clock)
     client = testing.TestClient(create_app(SETTINGS, checker=checker))
     return Rig(checker, refresher, client)
@@ -164,8 +164,8 @@ def test_unknown_answers_are_not_remembered(cloud, clock):
 
 
 def test_absent_cache_is_bounded(cloud, clock):
-    target = RegionChecker(cloud.nova(), clock=clock)
-    checker = Checker([target], absent_cache_size=3)
+    region = RegionChecker(cloud.nova(), clock=clock)
+    checker = Checker([region], absent_cache_size=3)
     for _ in range(5):
         checker.check(new_uuid())
     assert len(checker.absent) == 3

@@ -47,10 +47,10 @@ def test_a_listing_whose_marker_does_not_advance_stops(cloud):
 def test_a_listing_past_the_page_bound_stops(cloud):
     pages = [{"json": page(server())} for _ in range(10)]
     cloud.fail(LISTING, [*pages, {"status_code": 500}])  # a 500 bounds the old loop
-    target = cloud.nova()
-    target.max_listing_pages = 4
+    nova = cloud.nova()
+    nova.max_listing_pages = 4
     with pytest.raises(UpstreamError) as caught:
-        list(target.list_servers())
+        list(nova.list_servers())
     assert "after 4 pages" in caught.value.reason
     assert cloud.calls("GET", "/servers/detail") == 4
 

@@ -21,9 +21,9 @@ from tests.fakes import PASSWORD, TOKEN, FakeCloud, new_uuid
 
 def app_for(cloud: FakeCloud, *, settings: Settings | None = None, **checker_kwargs):
     metrics = Metrics()
-    target = cloud.nova()
-    target._observe = upstream_observer(metrics)  # what build_checker wires in production
-    checker = Checker([RegionChecker(target)], **checker_kwargs)
+    nova = cloud.nova()
+    nova._observe = upstream_observer(metrics)  # what build_checker wires in production
+    checker = Checker([RegionChecker(nova)], **checker_kwargs)
     settings = settings or Settings(regions=(RegionSpec("cloud"),))
     return testing.TestClient(create_app(settings, checker=checker, metrics=metrics)), metrics
 
@@ -264,17 +264,17 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 def test_metrics_say_whether_each_target_is_ready_and_why(cloud):
     metrics = Metrics()
-    target = RegionChecker(cloud.nova())
+    region = RegionChecker(cloud.nova())
     settings = Settings(regions=(RegionSpec("cloud"),))
-    client = testing.TestClient(create_app(settings, checker=Checker([target]), metrics=metrics))
-    name = target.nova.name
+    client = testing.TestClient(create_app(settings, checker=Checker([region]), metrics=metrics))
+    name = region.nova.name
     client.simulate_get("/metrics")
     # Before the first refresh Keystone was never asked: not ready, for that reason.
     assert sample(metrics, "instanceapi_target_ready", target=name) == 0
     assert sample(metrics, "instanceapi_target_not_ready", target=name, reason="keystone") == 1
     assert sample(metrics, "instanceapi_target_not_ready", target=name, reason="index_stale") == 0
-    target.check_identity()
-    target.visibility.current(target.nova.identity())
+    region.check_identity()
+    region.visibility.current(region.nova.identity())
     assert client.simulate_get("/readyz").status_code == 200
     client.simulate_get("/metrics")
     assert sample(metrics, "instanceapi_target_ready", target=name) == 1

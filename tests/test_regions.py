@@ -105,9 +105,9 @@ def test_an_excluded_region_is_echoed_and_absence_proven(cloud, configure):
     gone = deleted(cloud)
     verdict = checker.check(gone)
     assert verdict.presence is Presence.ABSENT, verdict.sentence()
-    target = checker.regions[0]
-    target.check_identity()
-    target.visibility.current()
+    region = checker.regions[0]
+    region.check_identity()
+    region.visibility.current()
     client = testing.TestClient(create_app(settings, checker=checker))
     ready = client.simulate_get("/readyz")
     assert ready.json["excluded_regions"] == ["demo/RegionTwo"]
@@ -202,10 +202,10 @@ def test_a_region_added_to_the_catalog_is_caught_at_the_next_check(requests_mock
         fake.auth_url + "/auth/tokens", json=validated, headers={"X-Subject-Token": "t"}
     )
     now = [0.0]
-    target = fake.nova()
+    nova = fake.nova()
     coverage = RegionCoverage("cloud", frozenset({"RegionOne"}))
-    watch = RegionWatch(target, coverage, interval=300.0, clock=lambda: now[0])
-    checked = RegionChecker(target, coverage=coverage)
+    watch = RegionWatch(nova, coverage, interval=300.0, clock=lambda: now[0])
+    checked = RegionChecker(nova, coverage=coverage)
     checked.catalog = watch
     checker = Checker([checked])
     watch.refresh()

@@ -32,14 +32,14 @@ def build_regions(settings: Settings, observe: Observer = ignore) -> list[NovaRe
     novas: list[NovaRegion] = []
     for spec in settings.regions:
         for region in _regions(loader, spec):
-            novas.append(_target(loader, spec.cloud, region, settings, observe))
+            novas.append(_nova_region(loader, spec.cloud, region, settings, observe))
     _check_exclusions(settings, novas)
     return novas
 
 
-def _check_exclusions(settings: Settings, targets: list[NovaRegion]) -> None:
+def _check_exclusions(settings: Settings, novas: list[NovaRegion]) -> None:
     """Refuse a region both excluded and checked (clouds.yaml's regions included)."""
-    checked = {(t.cloud, t.region) for t in targets}
+    checked = {(n.cloud, n.region) for n in novas}
     for spec in settings.exclude_regions:
         if (spec.cloud, spec.region) in checked:
             raise ConfigError(
@@ -67,7 +67,7 @@ def _regions(loader: openstack.config.OpenStackConfig, spec: RegionSpec) -> list
     return list(dict.fromkeys(regions)) or [None]
 
 
-def _target(
+def _nova_region(
     loader: openstack.config.OpenStackConfig,
     cloud: str,
     region: str | None,

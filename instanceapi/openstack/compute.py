@@ -58,9 +58,10 @@ def ignore(service: str, target: str, method: str, status: str, seconds: float) 
 class UpstreamError(Exception):
     """OpenStack could not be asked, or answered something we cannot trust."""
 
-    def __init__(self, target: str, reason: str, *, status: int | None = None) -> None:
-        super().__init__(f"{target}: {reason}")
-        self.target = target
+    def __init__(self, name: str, reason: str, *, status: int | None = None) -> None:
+        super().__init__(f"{name}: {reason}")
+        #: The region's name (``cloud/Region``) that failed.
+        self.name = name
         self.reason = reason
         self.status = status
 
@@ -301,12 +302,12 @@ class NovaRegion:
             return None
 
     def microversion(self) -> str:
-        """Return the compute microversion this target talks."""
+        """Return the compute microversion this region talks."""
         return str(self._nova().api_version.get_string())
 
     @property
     def fingerprint(self) -> str:
-        """Return what identifies this target's cloud: name, Keystone URL, interface."""
+        """Return what identifies this region's cloud: name, Keystone URL, interface."""
         return f"{self.name}|{self._identity_url}|{self._interface}"
 
     def ping_identity(self) -> None:
