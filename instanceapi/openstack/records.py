@@ -8,7 +8,6 @@ server skipped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: Nova's status for a server of an unreachable cell (from microversion 2.69).
@@ -43,11 +42,11 @@ class ServerRecord:
 
 
 def parse_server(item: object) -> ServerRecord:
-    """Return the record of one server object (a dict); raise MalformedRecord if it is none.
+    """Return the record of one server object (a JSON object); raise MalformedRecord if it is none.
 
     The reason reads after "the item" (e.g. "has no server id").
     """
-    if not isinstance(item, Mapping):
+    if not isinstance(item, dict):
         raise MalformedRecord(f"is a JSON {type(item).__name__}, not a server object")
     server_id = item.get("id")
     if not isinstance(server_id, str) or not server_id:
