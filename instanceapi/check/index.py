@@ -19,14 +19,16 @@ from datetime import UTC, datetime
 
 from instanceapi.openstack import Compute, UpstreamError
 
+# Nova's status words live with its JSON; re-exported for the checkers.
+from instanceapi.openstack.records import DELETED as DELETED
+from instanceapi.openstack.records import UNKNOWN as UNKNOWN
+
 #: Subtracted from our clock before asking changes-since: tolerates clock skew
 #: between this host and Nova's database, at the cost of re-reading a minute.
 SKEW_MARGIN = 60.0
 #: changes-since the epoch also returns soft-deleted (restorable) servers, which
 #: the default listing leaves out; the listing rule must not miss them.
 EVERYTHING = "1970-01-01T00:00:00Z"
-DELETED = "DELETED"
-UNKNOWN = "UNKNOWN"
 
 
 def iso(timestamp: float) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 #: Nova's status for a server of an unreachable cell (from microversion 2.69).
 UNKNOWN = "UNKNOWN"
+#: Nova's status for a deleted server (changes-since listings show them).
+DELETED = "DELETED"
 VM_STATE = "OS-EXT-STS:vm_state"
 
 
