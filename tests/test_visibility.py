@@ -10,7 +10,9 @@ from falcon import testing
 
 from instanceapi.check.checker import Checker, RegionChecker
 from instanceapi.check.refresher.loop import Refresher
+from instanceapi.check.visibility import Rule, probe
 from instanceapi.http.app import create_app
+from instanceapi.openstack import UpstreamError
 from tests.fakes import SETTINGS, FakeCloud, checker_for, client_for, new_uuid, not_found
 
 OTHER_PROJECT = "0" * 32
@@ -224,3 +226,22 @@ def test_listing_rule_survives_a_clock_ahead_of_novas(requests_mock):
     assert answer.status_code == 200, answer.json["detail"]
     assert answer.json["rule"] == "listing"
     assert cloud.calls("GET", "changes-since=1970") == 1  # the second read was incremental
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "someone-else", "status": "ACTIVE"},
+        {"name": "no id", "status": "ACTIVE"},
+        {"status": ["ACTIVE"]},
+    ],
+)
+def test_a_probe_answered_with_another_record_proves_nothing(requests_mock, body):
+    """A 200 that is not the server asked for is no proof; the next server is tried."""
+    cloud = FakeCloud(requests_mock)
+    odd = cloud.add(project_id=OTHER_PROJECT)
+    cloud.fail(rf".*/servers/{odd}$", json={"server": body})
+    with pytest.raises(UpstreamError, match="visibility probe inconclusive"):
+        probe(cloud.nova(), 0.0)
+    cloud.add(project_id=OTHER_PROJECT)
+    assert probe(cloud.nova(), 0.0).rule is Rule.BY_ID
