@@ -4,7 +4,9 @@ Static checks over the source with ``ast`` (nothing is imported or run):
 - only instanceapi/openstack/ imports keystoneauth1, novaclient and openstacksdk
   (instanceapi/testing/, Nova's side, fakes them and may too);
 - outside those two, no string constant names a key that only Nova's server
-  JSON has (OS-EXT-*, OS-SRV-*, tenant_id, servers_links, ...).
+  JSON has (OS-EXT-*, OS-SRV-*, tenant_id, servers_links, ...);
+- the decision (check/, but its store's own JSON, and doctor.py) subscripts or
+  ``.get``s no "id", "status" or "name" key: servers reach it as ServerRecords.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ ALLOWED = ("openstack", "testing")
 #: Keys of Nova's server JSON that no JSON of our own uses.
 NOVA_KEYS = frozenset({"tenant_id", "servers_links", "user_id", "hostId", "flavor", "image"})
 NOVA_KEY_PREFIXES = ("OS-EXT-", "OS-SRV-", "OS-DCF:", "os-extended-volumes:")
+#: Keys Nova's server JSON shares with JSON of our own (responses, the store, Foreman's).
+SHARED_KEYS = frozenset({"id", "status", "name"})
+#: Where servers arrive from Nova, and no JSON of our own is read.
+DECISION = ("check/", "doctor.py")
+OWN_JSON = ("check/store/",)
 
 
 def modules_outside_openstack() -> Iterator[tuple[str, ast.Module]]:
@@ -57,6 +64,24 @@ def nova_keys(tree: ast.Module) -> Iterator[tuple[int, str]]:
                 yield node.lineno, text
 
 
+def read_keys(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """Yield (line, key) for each ``x["key"]`` or ``x.get("key", ...)`` of a shared key."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript):
+            key = node.slice
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and node.args
+        ):
+            key = node.args[0]
+        else:
+            continue
+        if isinstance(key, ast.Constant) and key.value in SHARED_KEYS:
+            yield node.lineno, str(key.value)
+
+
 def test_the_package_is_checked() -> None:
     """The walk finds the modules it must (a wrong root would pass vacuously)."""
     checked = {path for path, _ in modules_outside_openstack()}
@@ -82,6 +107,21 @@ def test_no_nova_json_key_is_read_outside_the_openstack_package() -> None:
     assert found == []
 
 
+def test_the_decision_reads_servers_as_records() -> None:
+    decision = [
+        (path, tree)
+        for path, tree in modules_outside_openstack()
+        if path.startswith(DECISION) and not path.startswith(OWN_JSON)
+    ]
+    assert {"check/region.py", "check/index.py", "check/visibility.py"} <= {p for p, _ in decision}
+    found = [
+        f"instanceapi/{path}:{line} reads key {key!r} of a dict"
+        for path, tree in decision
+        for line, key in read_keys(tree)
+    ]
+    assert found == []
+
+
 def test_the_checks_see_what_they_look_for() -> None:
     """Each check flags a sample of what it forbids, and not our own JSON's keys."""
     sample = ast.parse(
@@ -100,3 +140,5 @@ def test_the_checks_see_what_they_look_for() -> None:
         "openstack.config",
     ]
     assert [text for _, text in nova_keys(sample)] == ["OS-EXT-STS:vm_state", "tenant_id"]
+    reads = ast.parse("a = s['id']\nb = s.get('status') or s.get('x')\nc = s.name\nd = f('id')\n")
+    assert sorted(key for _, key in read_keys(reads)) == ["id", "status"]
