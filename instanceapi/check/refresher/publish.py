@@ -26,8 +26,15 @@ from instanceapi.check.index import (
     poll_since,
     window_start,
 )
+from instanceapi.check.refresher.walk import SeenIds
 from instanceapi.check.store.reader import IndexView
-from instanceapi.check.store.snapshot import INCLUDES_SOFT_DELETED, Header, SnapshotUnreadable
+from instanceapi.check.store.snapshot import (
+    INCLUDES_SOFT_DELETED,
+    Header,
+    Snapshot,
+    SnapshotUnreadable,
+    key_of,
+)
 from instanceapi.check.store.state import StateUnreadable, StateView, TargetState, write_state
 from instanceapi.check.store.writer import Listing, publish_changes, publish_listing
 from instanceapi.openstack import Compute, UpstreamError
@@ -180,34 +187,46 @@ class PublishingIndex(ServerIndex):
     def resync(self, *, pause: float, stopping: threading.Event) -> bool:
         """Read the whole listing again, a page at a time with `pause` between pages.
 
-        Polls and checks go on meanwhile. Then, under the lock, a changes-since
-        listing from the walk's start is added (later records win) and the
-        result is published: servers that neither listing shows any more (rows
-        Nova archived) leave the index. A failed page or a rule changed
-        meanwhile publishes nothing. Returns True if it published.
+        Polls and checks go on meanwhile; the walk keeps only a Bloom filter of
+        the ids it saw (about a byte per server, see walk.py) and the records
+        whose status differs from the published one. Then, under the lock, a
+        changes-since listing from the walk's start is read (later records win)
+        and the published index loses the rows that neither listing shows (rows
+        Nova archived after reporting them DELETED). A failed page, a stop, or a
+        rule changed meanwhile publishes nothing. Returns True if it completed.
         """
         with self._lock:
-            before = self._state
+            before, expected = self._state, self._count
         if before.full_from is None:
             return False  # the bootstrap listing has not been read yet
         full_since = before.full_since
         started, started_wall = self._clock(), self._wall()
-        listing = Listing()
-        listing.add(self._paced(self._records(full_since), pause, stopping), seen_at=started)
+        seen = SeenIds(expected)
+        walked: dict[str, str] = {}  # only what differs from the published index
+        batch: dict[str, str] = {}
+        for server_id, status in self._paced(self._records(full_since), pause, stopping):
+            seen.add(key_of(server_id))
+            batch[server_id] = status
+            if len(batch) >= 1000:
+                walked.update(self._changed(batch))
+                batch = {}
+        walked.update(self._changed(batch))
         with self._lock:
             state = self._state
             if state.full_since != full_since or state.full_from is None:
                 log.info("%s: resync discarded: the listing rule changed", self.nova.name)
                 return False
             caught_up, caught_up_wall = self._clock(), self._wall()
-            since = iso(window_start(started_wall, state.nova_offset))
             try:
-                listing.add(self._records(since), seen_at=caught_up)
-                header = self._publish(listing, caught_up, full_since)
+                walked.update(self._records(iso(window_start(started_wall, state.nova_offset))))
+                self._publish_resync(walked, seen, caught_up)
+            except SnapshotUnreadable:
+                self._state = dataclasses.replace(self._state, full_from=None)
+                self._write_state()
+                return False
             except UpstreamError:
                 self._write_state()
                 raise
-            self._published(header)
             self._state = dataclasses.replace(
                 state,
                 synced_from=caught_up,
@@ -217,6 +236,22 @@ class PublishingIndex(ServerIndex):
             )
             self._write_state()
         return True
+
+    def _publish_resync(self, walked: dict[str, str], seen: SeenIds, listed_from: float) -> None:
+        """Publish what the walk changed and drop what no listing showed (under the lock)."""
+        listed = {key_of(server_id) for server_id in walked}
+        gone = {
+            key
+            for key in Snapshot.open(self.snapshot_path).listed_keys()
+            if key not in seen and key not in listed
+        }
+        changes = self._changed(walked)
+        if changes or gone:
+            self._published(
+                publish_changes(self.snapshot_path, changes, listed_from=listed_from, removed=gone)
+            )
+        if gone:
+            log.info("%s: resync: %d rows no listing shows any more", self.nova.name, len(gone))
 
     def _changed(self, listed: dict[str, str]) -> dict[str, str]:
         """Return the records whose status differs from the published one.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import mmap
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,13 @@ class Snapshot:
         while at > 0 and at % 16:  # a match straddling two ids: look further
             at = run.find(key, at + 1)
         return None if at < 0 else mm[self._status_at + lo + at // 16]
+
+    def listed_keys(self, chunk: int = 65536) -> Iterator[bytes]:
+        """Yield every listed id (16 bytes each) in file order, reading `chunk` ids at a time."""
+        for lo in range(0, self.header.count, chunk):
+            run = self.ids(lo, min(lo + chunk, self.header.count))
+            for at in range(0, len(run), 16):
+                yield run[at : at + 16]
 
     def deleted_at(self, key: bytes) -> float | None:
         """Return when a listing first reported this id DELETED, None if none did."""

@@ -12,7 +12,7 @@ import os
 import tempfile
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 
 from instanceapi.check.store.snapshot import (
@@ -96,12 +96,15 @@ def publish_changes(
     *,
     listed_from: float,
     flags: int | None = None,
+    removed: Collection[bytes] = (),
 ) -> Header:
-    """Publish the current snapshot plus `changes` (upserts by canonical id).
+    """Publish the current snapshot plus `changes` (upserts by canonical id), minus `removed`.
 
-    Unchanged bucket runs are copied as whole slices; only changed buckets are
-    rebuilt. Raises SnapshotUnreadable when there is no readable current
-    snapshot: the caller then publishes a full listing.
+    `removed` are ids (16-byte keys) to drop, unless `changes` has them: the
+    paced resync's rows that no listing shows any more. Unchanged bucket runs
+    are copied as whole slices; only changed buckets are rebuilt. Raises
+    SnapshotUnreadable when there is no readable current snapshot: the caller
+    then publishes a full listing.
     """
     current = Snapshot.open(path)
     old = current.header
@@ -112,8 +115,14 @@ def publish_changes(
         by_bucket.setdefault(key[0] << 8 | key[1], {})[key] = code
         if code == DELETED_CODE:
             deleted.setdefault(key, listed_from)
+    gone = {key for key in removed if key not in by_bucket.get(key[0] << 8 | key[1], {})}
+    for key in gone:
+        by_bucket.setdefault(key[0] << 8 | key[1], {})
+        deleted.pop(key, None)
     old_table = current.bucket_bounds()
-    merged = {number: _merge(current, old_table, number, new) for number, new in by_bucket.items()}
+    merged = {
+        number: _merge(current, old_table, number, new, gone) for number, new in by_bucket.items()
+    }
     new_table = _shifted(old_table, merged)
 
     def fill(out: mmap.mmap, header: Header) -> None:
@@ -171,14 +180,23 @@ def _splice(
 
 
 def _merge(
-    current: Snapshot, table: tuple[int, ...], number: int, new: dict[bytes, int]
+    current: Snapshot,
+    table: tuple[int, ...],
+    number: int,
+    new: dict[bytes, int],
+    gone: Collection[bytes] = (),
 ) -> dict[bytes, int]:
-    """Return the records of one bucket with `new` applied (the first of duplicates wins)."""
+    """Return the records of one bucket with `new` applied and `gone` dropped.
+
+    The first of duplicates wins (the latest listed, see publish_full).
+    """
     lo, hi = table[number], table[number + 1]
     ids, codes = current.ids(lo, hi), current.codes(lo, hi)
     merged: dict[bytes, int] = {}
     for i in range(hi - lo):
-        merged.setdefault(ids[16 * i : 16 * i + 16], codes[i])
+        key = ids[16 * i : 16 * i + 16]
+        if key not in gone:
+            merged.setdefault(key, codes[i])
     merged.update(new)
     return merged
 
