@@ -56,14 +56,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--servers", type=int, default=100_000)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="instanceapi-resync-"))
+    with tempfile.TemporaryDirectory(prefix="instanceapi-resync-") as tmp:
+        report = run(Path(tmp), args.servers)
+    print(json.dumps(report, indent=2))
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    print(f"machine: {os.cpu_count()} cores, {memory:.1f} GiB RAM, Python {sys.version.split()[0]}")
+    print(f"command: python -m benchmarks.resync --servers {args.servers}")
+
+
+def run(workdir: Path, servers: int) -> dict[str, object]:
+    """Start the simulated cloud with `servers`, measure, stop it."""
     os.chmod(workdir, 0o700)
     cloud = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "instanceapi.testing",
-            f"--servers={args.servers}",
+            f"--servers={servers}",
             f"--clouds-yaml={workdir / 'clouds.yaml'}",
         ],
         stdout=subprocess.PIPE,
@@ -72,17 +81,14 @@ def main() -> None:
         if cloud.stdout is None:
             raise RuntimeError("the simulated cloud has no output")
         cloud.stdout.readline()  # the announcement: the cloud is up (its ids are not kept)
-        report = measure(workdir, args.servers)
+        return measure(workdir)
     finally:
         cloud.terminate()
         cloud.wait(30)
-    print(json.dumps(report, indent=2))
-    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
-    print(f"machine: {os.cpu_count()} cores, {memory:.1f} GiB RAM, Python {sys.version.split()[0]}")
-    print(f"command: python -m benchmarks.resync --servers {args.servers}")
 
 
-def measure(workdir: Path, servers: int) -> dict[str, object]:
+def measure(workdir: Path) -> dict[str, object]:
+    """Bootstrap, let the servers age past the skew margin, resync; return the figures."""
     os.environ.update(
         {
             "OS_CLIENT_CONFIG_FILE": str(workdir / "clouds.yaml"),
