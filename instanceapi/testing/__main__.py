@@ -3,12 +3,17 @@
     python -m instanceapi.testing --servers 20 --clouds-yaml clouds.yaml
 
 Prints one JSON line (auth_url, clouds_yaml, control, existing, deleted, ...) on stdout.
+``existing`` lists the demo servers, then the ``--servers`` ones (``populated``;
+``populated_total`` counts them). At a million servers that line would be 39 MB:
+``--sample K`` announces K of the populated ids drawn at random (seeded), and
+``--ids-file PATH`` writes every existing id to PATH, one per line, first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import signal
 import sys
 import tempfile
@@ -41,7 +46,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-microversion", default="2.96")
     parser.add_argument("--token-ttl", type=float, default=3600.0)
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--sample",
+        type=int,
+        help="announce only this many of the --servers ids, drawn at random (seeded)",
+    )
+    parser.add_argument(
+        "--ids-file", type=Path, help="write every existing server id here, one per line"
+    )
+    args = parser.parse_args(argv)
+    if args.sample is not None and args.sample < 0:
+        parser.error("--sample must be 0 or more")
+    return args
+
+
+def announced(
+    ids: dict[str, list[str]], populated: list[str], sample: int | None, seed: int
+) -> dict[str, object]:
+    """The id part of the announcement: demo ids, then the populated ones or a sample."""
+    shown = populated
+    if sample is not None and sample < len(populated):
+        shown = random.Random(seed).sample(populated, sample)  # noqa: S311 - a test sample
+    existing = ids["existing"] + shown
+    return {**ids, "existing": existing, "populated": shown, "populated_total": len(populated)}
+
+
+def write_ids(path: Path, ids: list[str]) -> None:
+    """Write `ids` one per line to `path` (through a temporary file: never half written)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(f"{i}\n" for i in ids), encoding="ascii")
+    partial.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         ids = seed_demo(cloud)
-        if args.servers > 0:
-            ids["existing"] += cloud.populate(args.servers, seed=args.seed)
+        populated = cloud.populate(args.servers, seed=args.seed) if args.servers > 0 else []
+        if args.ids_file is not None:
+            write_ids(args.ids_file, ids["existing"] + populated)
         path = args.clouds_yaml or Path(tempfile.mkdtemp(prefix="simcloud-")) / "clouds.yaml"
         cloud.write_clouds_yaml(path, cloud_name="demo", user="admin")
         for name, user in EXTRA_CLOUDS.items():
@@ -80,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             "control": cloud.control_url,
             "nova_urls": {r: cloud.nova_url(r) for r in cloud.regions},
             "projects": cloud.projects,
-            **ids,
+            **announced(ids, populated, args.sample, args.seed),
         }
         sys.stdout.write(json.dumps(announce) + "\n")
         sys.stdout.flush()

@@ -1,10 +1,16 @@
 """Nova's data for one region: servers in creation order, cells, and the listing query.
 
 Not thread-safe by itself: callers hold the cloud's lock.
+
+Listings come newest first (``created_at desc, id desc``, Nova's default order,
+also with ``changes-since``, which is only a filter on ``updated_at``). A second
+ordering by ``updated_at`` lets a ``changes-since`` page look only at the servers
+that changed, so a steady-state poll of a big cloud costs O(changes), not O(N).
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import random
@@ -16,6 +22,9 @@ from instanceapi.testing.model import STATUSES, FakeServer
 
 IMAGE_ID = "70a599e0-31e7-49b7-b260-868f441e862b"
 HIDDEN_FROM_DEFAULT = frozenset({"DELETED", "SOFT_DELETED"})
+#: A changes-since page gathers the changed servers when they are fewer than this
+#: fraction of the servers it would otherwise walk past; else it walks, as before.
+CHANGED_SHARE = 0.25
 
 
 class MarkerNotFound(Exception):
@@ -74,6 +83,10 @@ class Region:
         self.servers: dict[str, FakeServer] = {}
         self.order: list[FakeServer] = []  # ascending (created_at, id)
         self.pos: dict[str, int] = {}
+        #: (updated_at, id) of every server, ascending: who changed since when.
+        self.by_update: list[tuple[dt.datetime, str]] = []
+        #: Build requests: changes-since does not apply to them (see _state_matches).
+        self.unscheduled: set[str] = set()
         self.down_cells: set[str] = set()
 
     def make(
@@ -118,6 +131,42 @@ class Region:
         self.servers[server.id] = server
         self.pos[server.id] = len(self.order)
         self.order.append(server)
+        self._index_update(server)
+        self.set_stage(server, server.stage)
+
+    def set_status(self, server: FakeServer, status: str, now: dt.datetime) -> None:
+        """Move a stored server to ``status`` at ``now`` (see apply_status)."""
+        self._unindex_update(server)
+        apply_status(server, status, now)
+        self._index_update(server)
+
+    def touch(self, server: FakeServer, when: dt.datetime) -> None:
+        """Set a stored server's ``updated_at`` (forwards, or back for a test's backdating)."""
+        self._unindex_update(server)
+        server.updated_at = when
+        self._index_update(server)
+
+    def set_stage(self, server: FakeServer, stage: str | None) -> None:
+        """Set a stored server's build stage (see FakeServer.stage)."""
+        server.stage = stage
+        if stage == "unscheduled":
+            self.unscheduled.add(server.id)
+        else:
+            self.unscheduled.discard(server.id)
+
+    def _index_update(self, server: FakeServer) -> None:
+        key = (server.updated_at, server.id)
+        if not self.by_update or self.by_update[-1] < key:
+            self.by_update.append(key)  # the usual case: the newest change
+        else:
+            bisect.insort(self.by_update, key)
+
+    def _unindex_update(self, server: FakeServer) -> None:
+        key = (server.updated_at, server.id)
+        at = bisect.bisect_left(self.by_update, key)
+        if at == len(self.by_update) or self.by_update[at] != key:
+            raise RuntimeError(f"server {server.id}: updated_at changed behind the region's back")
+        del self.by_update[at]
 
     def populate(
         self,
@@ -157,6 +206,7 @@ class Region:
             self.servers[sid] = server
             self.pos[sid] = len(self.order)
             self.order.append(server)
+            self._index_update(server)
             ids.append(sid)
         return ids
 
@@ -167,6 +217,8 @@ class Region:
         self.order = keep
         self.servers = {s.id: s for s in keep}
         self.pos = {s.id: i for i, s in enumerate(keep)}
+        self.by_update = sorted((s.updated_at, s.id) for s in keep)
+        self.unscheduled &= self.servers.keys()
         return purged
 
     def is_down(self, server: FakeServer, hidden_cell: str | None) -> bool:
@@ -199,6 +251,8 @@ class Region:
         Only the API database's instance mappings are readable: not deleted ones.
         """
         out: list[FakeServer] = []
+        if not self.down_cells:
+            return out  # nothing is down: no need to walk every server
         for server in reversed(self.order):
             if len(out) >= limit:
                 break
@@ -212,22 +266,46 @@ class Region:
         match: Callable[[FakeServer], bool],
         limit: int,
         marker: str | None,
+        *,
+        since: dt.datetime | None = None,
     ) -> list[FakeServer]:
-        """Up to ``limit`` matching servers after ``marker``, newest first."""
+        """Up to ``limit`` matching servers after ``marker``, newest first.
+
+        ``since`` (a changes-since value that ``match`` applies too) lets the
+        page look at the servers changed since then only, when they are few.
+        """
         if marker is not None and marker not in self.pos:
             raise MarkerNotFound(marker)
         start = self.pos[marker] - 1 if marker is not None else len(self.order) - 1
-        out: list[FakeServer] = []
         if limit <= 0:
-            return out
+            return []
+        changed = self._changed_positions(since, start) if since is not None else None
+        positions = range(start, -1, -1) if changed is None else changed
+        out: list[FakeServer] = []
         order = self.order
-        for i in range(start, -1, -1):
+        for i in positions:
             server = order[i]
             if match(server):
                 out.append(server)
                 if len(out) >= limit:
                     break
         return out
+
+    def _changed_positions(self, since: dt.datetime, start: int) -> list[int] | None:
+        """Positions up to ``start`` of servers changed at or after ``since``, newest first.
+
+        Build requests are included whatever their ``updated_at``. None when so
+        many changed that walking the creation order is cheaper.
+        """
+        first = bisect.bisect_left(self.by_update, (since,))
+        count = len(self.by_update) - first + len(self.unscheduled)
+        if count > CHANGED_SHARE * (start + 1):
+            return None
+        pos = self.pos
+        ids = [sid for _, sid in self.by_update[first:]]
+        ids += self.unscheduled
+        positions = {pos[sid] for sid in ids}
+        return sorted((p for p in positions if p <= start), reverse=True)
 
     def count_through(self, match: Callable[[FakeServer], bool], marker: str) -> int:
         """How many matching servers a client has seen up to and including ``marker``."""

@@ -148,7 +148,8 @@ def list_servers(
         match = region.matcher(query, fault.hide_cell)
         down_page = region.down_records(query.projects, limit) if unfiltered else []
         try:
-            page = down_page + region.page(match, limit - len(down_page), marker)
+            rest = limit - len(down_page)
+            page = down_page + region.page(match, rest, marker, since=query.since)
         except MarkerNotFound:
             return 400, views.fault_body(400, f"marker [{marker}] not found"), 0
         if fault.fail_page is not None:

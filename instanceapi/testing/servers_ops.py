@@ -6,7 +6,7 @@ import datetime as dt
 import random
 import uuid
 
-from instanceapi.testing.compute import Region, apply_status, parse_version
+from instanceapi.testing.compute import Region, parse_version
 from instanceapi.testing.model import FakeServer
 from instanceapi.testing.state import CloudState
 
@@ -62,8 +62,8 @@ class ComputeOps:
                 now=state.clock.now(),
             )
             if stage is not None:
-                apply_status(server, "BUILD", server.created_at)
-                server.stage = stage
+                reg.set_status(server, "BUILD", server.created_at)
+                reg.set_stage(server, stage)
             state.taken_ids.add(sid)
             return server.copy()
 
@@ -97,26 +97,26 @@ class ComputeOps:
     def set_status(self, server_id: str, status: str, region: str | None = None) -> FakeServer:
         """Move a server to ``status`` (bumps updated_at); return a snapshot."""
         with self._state.lock:
-            _, server = self._find(server_id, region)
-            apply_status(server, status, self._state.clock.now())
+            reg, server = self._find(server_id, region)
+            reg.set_status(server, status, self._state.clock.now())
             return server.copy()
 
     def advance_build(self, server_id: str, region: str | None = None) -> FakeServer:
         """Move a server being built on: unscheduled -> unlisted -> ACTIVE (updated now)."""
         with self._state.lock:
-            _, server = self._find(server_id, region)
+            reg, server = self._find(server_id, region)
             if server.stage == "unscheduled":
-                server.stage = "unlisted"
+                reg.set_stage(server, "unlisted")
             elif server.stage == "unlisted":
-                server.stage = None
-                apply_status(server, "ACTIVE", self._state.clock.now())
+                reg.set_stage(server, None)
+                reg.set_status(server, "ACTIVE", self._state.clock.now())
             return server.copy()
 
     def backdate(self, server_id: str, seconds: float, region: str | None = None) -> None:
         """Make a server look unchanged for ``seconds`` (its updated_at moves back)."""
         with self._state.lock:
-            _, server = self._find(server_id, region)
-            server.updated_at -= dt.timedelta(seconds=seconds)
+            reg, server = self._find(server_id, region)
+            reg.touch(server, server.updated_at - dt.timedelta(seconds=seconds))
 
     def skip_down_cells(self, skip: bool = True) -> None:
         """Set Nova's ``[api] list_records_by_skipping_down_cells`` (False: 500 instead)."""
@@ -125,16 +125,16 @@ class ComputeOps:
     def delete_server(self, server_id: str, region: str | None = None) -> None:
         """Delete a server outright (GET answers 404 from now on)."""
         with self._state.lock:
-            _, server = self._find(server_id, region)
+            reg, server = self._find(server_id, region)
             if not server.deleted:
-                apply_status(server, "DELETED", self._state.clock.now())
+                reg.set_status(server, "DELETED", self._state.clock.now())
 
     def begin_delete(self, server_id: str, region: str | None = None) -> None:
         """The first second after DELETE: still answered, ``task_state: deleting``."""
         with self._state.lock:
-            _, server = self._find(server_id, region)
+            reg, server = self._find(server_id, region)
             server.task_state = "deleting"
-            server.updated_at = self._state.clock.now()
+            reg.touch(server, self._state.clock.now())
 
     def soft_delete_server(self, server_id: str, region: str | None = None) -> None:
         """Soft-delete a server (status SOFT_DELETED, still answered by GET)."""
