@@ -200,3 +200,12 @@ def test_without_a_sample_every_populated_id_is_announced(tmp_path: Path) -> Non
     data = announce(tmp_path)
     populated = data["populated"]
     assert isinstance(populated, list) and len(populated) == data["populated_total"] == 50
+
+
+def test_the_cloud_counts_the_servers_its_listings_return(cloud: SimulatedCloud) -> None:
+    cloud.populate(60, projects=["alpha"])
+    before = cloud.counts
+    assert len(listed(cloud, dt.datetime(2000, 1, 1, tzinfo=dt.UTC))) == 60
+    after = cloud.counts
+    assert after["nova.servers_listed"] - before["nova.servers_listed"] == 60
+    assert after["nova.list"] - before["nova.list"] == 3  # pages of 25, 25 and 10

@@ -153,6 +153,13 @@ class Stats:
         with self._lock:
             self.counts.update(keys)
 
+    def tally(self, key: str, amount: int, region: str | None) -> None:
+        """Add `amount` to a counter that is not a request count (e.g. servers listed)."""
+        keys = [key, f"{key}@{region}"] if region else [key]
+        with self._lock:
+            for name in keys:
+                self.counts[name] += amount
+
     def record(self, record: RequestRecord) -> None:
         """Append one finished request to the log."""
         with self._lock:

@@ -14,6 +14,8 @@ from instanceapi.testing.state import CloudState, guarded, keystone_error, reque
 
 PREFIX = "/v2.1"
 VERSION_HEADERS = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
+#: Counter of the servers returned by listings (not a request count).
+LISTED = "nova.servers_listed"
 REVOKED = "The request you have made requires authentication. (Token has been revoked.)"
 
 
@@ -109,6 +111,9 @@ class NovaApp:
 
     def __call__(self, request: Request) -> Response:
         response, returned = self._route(request)
+        if returned and classify(request) == "list":
+            # Servers returned by listings: what a poll or a full listing cost Nova.
+            self.state.stats.tally(LISTED, returned, self.region_name)
         config = self.state.config
         self.state.sleep(config.nova_latency + config.per_server_latency * returned)
         return response
