@@ -3,31 +3,39 @@
 Run from the repository root (needs ``wrk``: ``apt-get install -y wrk``)::
 
     python -m benchmarks.bench                                # N = 1,000 / 10,000 / 100,000
-    python -m benchmarks.bench --sizes 1000 --duration 3      # a quick look (~1.5 min)
+    python -m benchmarks.bench --sizes 1000 --duration 3      # a quick look
+    python -m benchmarks.bench --sizes 1000000 --workers 4    # a million: opt-in
     python -m benchmarks.bench --json results.json            # keep the numbers
 
-A full run takes about four minutes. It first starts one simulated cloud per N,
-each in its own process (N instances plus some deleted ones, 20 ms per Nova
-request plus 0.05 ms per server returned), so that their servers are older than
-the service's changes-since margin when measured (see ``benchmarks/sizes.py``).
-Then, for each N:
+It first starts one simulated cloud per N, each in its own process (N instances
+plus some deleted ones, 20 ms per Nova request plus 0.05 ms per server
+returned), so that their servers are older than the service's changes-since
+margin when measured (see ``benchmarks/sizes.py``). Then, for each N:
 
 1. the ceiling, ``benchmarks/ceiling.py`` (a bare Falcon route), under the same
    Gunicorn settings, workers and wrk connections as the service;
-2. the service under Gunicorn with the bundled config: each worker's RSS with
-   the index empty (Nova held back) and once it has loaded;
-3. upstream requests per check (the cloud's counters) for a first sweep of a
+2. the service under Gunicorn with the bundled config: RSS, PSS and USS of
+   every process (master, workers, any other child such as a refresher) with
+   the index empty (Nova held back); then the bootstrap: seconds from Nova's
+   release until the index is complete (``/readyz`` 200, the index gauge at the
+   cloud's size, the listing read, checks answered from the index), the Nova
+   requests and servers listed meanwhile, and the memory again;
+3. steady state: ``--steady`` idle seconds counted at the cloud (requests,
+   listing pages, servers listed), scaled to an hour;
+4. upstream requests per check (the cloud's counters) for a first sweep of a
    fresh list of 90% existing / 10% absent UUIDs, each checked once on a new
    connection, and for a repeated sweep of the same list;
-4. ``GET /check/{uuid}`` with wrk over that list for ``--duration`` seconds
+5. ``GET /check/{uuid}`` with wrk over that list for ``--duration`` seconds
    (after a warm-up): requests/s, p50, p99, and errors (socket errors,
    timeouts, and any answer but 200 for an existing / 404 for an absent UUID);
    then the ceiling again, so that a change in the machine's load shows;
-5. ``POST /check`` with 1,000-UUID batches: UUIDs/s.
+6. ``POST /check`` with 1,000-UUID batches: UUIDs/s;
+7. one worker killed with SIGKILL: Nova requests (pages, servers listed, GETs)
+   from the kill until its replacement answers from the index and Nova is quiet.
 
-It prints a Markdown table, the details behind it, a tracemalloc measurement
-of a 100,000-server index built in-process, and the issue's targets marked met
-or not met. Progress goes to stderr. Every process runs on 127.0.0.1 and is
+It prints two Markdown tables, the details behind them, optionally a
+tracemalloc measurement of an index built in-process, and the issue's targets
+marked met or not met. Progress goes to stderr. Every process runs on 127.0.0.1 and is
 stopped at the end, also on Ctrl-C or error. Exit status: 0 when every target
 is met, 1 when one is not, 2 on a usage error, 130 when interrupted.
 """
@@ -45,6 +53,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 
@@ -52,9 +61,10 @@ from benchmarks import report
 from benchmarks.load import wrk_path
 from benchmarks.memory import TracedIndex, traced_index
 from benchmarks.phases import Settings, progress
+from benchmarks.procfs import machine
 from benchmarks.sizes import measure_size, prepare
 
-TRACED_SERVERS = 100_000
+MAX_SIZE = 1_000_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,13 +87,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--latency-ms", type=float, default=20.0, help="simulated Nova latency per request")
     add("--per-server-ms", type=float, default=0.05, help="simulated latency per server listed")
     add("--seed", type=int, default=0, help="seed of the UUID lists")
+    add("--steady", type=float, default=60.0, help="seconds of the idle steady-state window")
+    add(
+        "--kill-worker",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="1: SIGKILL one worker at the end and count the Nova requests it causes",
+    )
+    add(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        help="also build a ServerIndex of this many servers in-process under tracemalloc",
+    )
     add("--json", type=Path, help="also write the results to this file")
     options = parser.parse_args(argv)
-    options.sizes = [int(s) for s in options.sizes.split(",") if s.strip()]
-    if not options.sizes or min(options.sizes) < 100:
-        parser.error("--sizes: every N must be at least 100")
+    try:
+        options.sizes = [int(s) for s in options.sizes.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--sizes: not a comma-separated list of integers: {options.sizes!r}")
+    if not options.sizes or min(options.sizes) < 100 or max(options.sizes) > MAX_SIZE:
+        parser.error(f"--sizes: every N must be from 100 to {MAX_SIZE:,}")
     if options.duration < 1 or options.sweep_size < 20:
         parser.error("--duration must be at least 1 second and --sweep-size at least 20")
+    if not 1 <= options.steady <= 3600:
+        parser.error("--steady must be from 1 to 3600 seconds")
     return options
 
 
@@ -98,6 +127,8 @@ def reproduce(options: argparse.Namespace) -> str:
     values = dataclasses.asdict(settings_of(options))
     args = [f"--sizes={','.join(map(str, options.sizes))}"]
     args += [f"--{name.replace('_', '-')}={value:g}" for name, value in values.items()]
+    if options.tracemalloc:
+        args.append(f"--tracemalloc={options.tracemalloc}")
     return "python -m benchmarks.bench " + " ".join(shlex.quote(a) for a in args)
 
 
@@ -120,7 +151,7 @@ def header(options: argparse.Namespace, load: tuple[float, float, float]) -> lis
     """Return the lines that say where, when and how this run was made."""
     return [
         f"date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; code: {revision()}",
-        f"machine: {os.cpu_count()} cores; load average at start "
+        f"machine: {machine()}; {versions()}; load average at start "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)",
         f"Gunicorn: {options.workers} workers (gthread, 8 threads, bundled config); "
         f"wrk: 1 thread, {options.connections} connections for /check and the ceiling, "
@@ -132,25 +163,31 @@ def header(options: argparse.Namespace, load: tuple[float, float, float]) -> lis
     ]
 
 
+def versions() -> str:
+    """Return the Gunicorn and Falcon versions installed."""
+    return f"Gunicorn {version('gunicorn')}, Falcon {version('falcon')}"
+
+
 def render(
     options: argparse.Namespace,
     results: list[report.SizeResult],
-    traced: TracedIndex,
+    traced: TracedIndex | None,
     load: tuple[float, float, float],
 ) -> tuple[str, bool]:
     """Return the printed report, and whether every target is met."""
     lines = [*header(options, load), "", report.table(results), ""]
     for result in results:
         lines += report.details(result)
-    lines += [
-        f"tracemalloc, ServerIndex of {traced.servers:,} built in-process: keeps "
-        f"{traced.kept_mb:.1f} MB; {traced.resync_peak_mb:.1f} MB at the peak of a full resync "
-        "(old and new tables alive together)",
-        "",
-        "targets:",
-    ]
-    checked = report.targets(results, traced.kept_mb)
+    if traced is not None:
+        lines.append(
+            f"tracemalloc, ServerIndex of {traced.servers:,} built in-process: keeps "
+            f"{traced.kept_mb:.1f} MB; {traced.resync_peak_mb:.1f} MB at the peak of a full "
+            "resync (old and new tables alive together)"
+        )
+    lines += ["", "targets:"]
+    checked = report.targets(results)
     lines += [f"  [{'met' if met else 'NOT MET'}] {text}" for text, met in checked]
+    lines += ["", *header(options, load)[:2], f"command: {reproduce(options)}"]
     return "\n".join(lines), all(met for _, met in checked)
 
 
@@ -158,7 +195,9 @@ def write_json(path: Path, options: argparse.Namespace, results: list[report.Siz
     """Write every measured number to `path`."""
     data = {
         "command": reproduce(options),
-        "cores": os.cpu_count(),
+        "machine": machine(),
+        "versions": versions(),
+        "code": revision(),
         "results": [dataclasses.asdict(r) for r in results],
     }
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
@@ -185,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     wrk_path()  # fail before starting anything when wrk is missing
     signal.signal(signal.SIGTERM, _interrupt)  # stop every child, as on Ctrl-C
     load = os.getloadavg()
-    progress(f"tracemalloc: a ServerIndex of {TRACED_SERVERS:,} in-process")
-    traced = traced_index(TRACED_SERVERS)
+    traced = None
+    if options.tracemalloc:
+        progress(f"tracemalloc: a ServerIndex of {options.tracemalloc:,} in-process")
+        traced = traced_index(options.tracemalloc)
     try:
         results = measure_all(options.sizes, settings_of(options))
     except KeyboardInterrupt:

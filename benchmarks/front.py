@@ -70,9 +70,7 @@ def measure(options: argparse.Namespace, folder: Path) -> dict[str, list[Run]]:
         stack.callback(cloud.stop)
         info = cloud.start()
         control = Control(info.control)
-        workload = make_workload(
-            info.existing[-options.servers :], min(2000, options.servers), control.delete_server
-        )
+        workload = make_workload(info.populated, min(2000, options.servers), control.delete_server)
         inputs = write_inputs(workload, folder)
         env = {
             "OS_CLIENT_CONFIG_FILE": info.clouds_yaml,

@@ -1,9 +1,11 @@
 """Index memory, measured two ways.
 
-* RSS: each Gunicorn worker's resident set (``/proc/<pid>/status``) while its
-  first Nova request is held back (index empty) and again once the index has
-  loaded. The growth is what the index really costs the process, allocator
-  slack and the parsing of the listing pages included.
+* ``/proc``: the memory of every process of the service (the Gunicorn master,
+  its workers and any other child, such as a refresher) while the first Nova
+  request is held back (index empty) and again once the index has loaded: RSS,
+  PSS and USS per process (``benchmarks.procfs``), and the service's PSS summed
+  over all of them. The growth is what the index really costs, allocator slack
+  and the parsing of the listing pages included; a shared mapping counts once.
 * tracemalloc: a ``ServerIndex`` built in this process from fake listing pages;
   the bytes it keeps afterwards are the index's own Python objects, nothing else.
   A full resync builds the new table while the old one is still served, so the
@@ -14,37 +16,82 @@ from __future__ import annotations
 
 import gc
 import random
+import re
 import time
 import tracemalloc
 import uuid as uuidlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.procfs import status_kib
+from benchmarks.procfs import NO_MEMORY, Memory, service_memory, status_kib
 from instanceapi.check.index import ServerIndex
 from instanceapi.openstack import Identity, ServerRecord, parse_page
 
 MB = 1_000_000
 PAGE = 1000
+_BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 
 
-def settled_rss_mb(pids: list[int], *, timeout: float = 15.0) -> dict[int, float]:
-    """Return each process's RSS in MB once it has stopped changing (bounded in time)."""
+def booted_workers(log: str) -> set[int]:
+    """Return the pid of every worker Gunicorn's log says it booted."""
+    return {int(pid) for pid in _BOOTED.findall(log)}
+
+
+@dataclass(frozen=True)
+class ServiceMemory:
+    """The memory of every process of one service at one moment, in KiB, and their roles."""
+
+    master: int
+    processes: dict[int, Memory]
+    workers: frozenset[int]  # the others below the master are "other" (a refresher...)
+    rss_peak: dict[int, int] = field(default_factory=dict)  # VmHWM, when read
+
+    def role(self, pid: int) -> str:
+        """Return "master", "worker" or "other"."""
+        if pid == self.master:
+            return "master"
+        return "worker" if pid in self.workers else "other"
+
+    @property
+    def total(self) -> Memory:
+        """Return the sum over the whole service (its PSS is what the service uses)."""
+        out = NO_MEMORY
+        for figures in self.processes.values():
+            out = out + figures
+        return out
+
+    def of(self, role: str) -> dict[int, Memory]:
+        """Return the processes of one role."""
+        return {pid: m for pid, m in self.processes.items() if self.role(pid) == role}
+
+
+def read_service(master: int, workers: set[int], *, peak: bool = False) -> ServiceMemory:
+    """Read the memory of the master and every process below it."""
+    processes = service_memory(master)
+    peaks = {}
+    if peak:
+        for pid in processes:
+            try:
+                peaks[pid] = status_kib(pid, "VmHWM")
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return ServiceMemory(master, processes, frozenset(workers & processes.keys()), peaks)
+
+
+def settled_service(master: int, workers: set[int], *, timeout: float = 15.0) -> ServiceMemory:
+    """Read the service's memory once every process's RSS has stopped changing (bounded)."""
     deadline = time.monotonic() + timeout
     previous: dict[int, int] = {}
     steady = 0
+    reading = read_service(master, workers)
     while time.monotonic() < deadline and steady < 3:
-        current = {pid: status_kib(pid, "VmRSS") for pid in pids}
+        reading = read_service(master, workers)
+        current = {pid: m.rss for pid, m in reading.processes.items()}
         steady = steady + 1 if current == previous else 0
         previous = current
         time.sleep(0.25)
-    return {pid: kib * 1024 / MB for pid, kib in previous.items()}
-
-
-def peak_rss_mb(pids: list[int]) -> dict[int, float]:
-    """Return each process's peak RSS (VmHWM) so far, in MB."""
-    return {pid: status_kib(pid, "VmHWM") * 1024 / MB for pid in pids}
+    return reading
 
 
 class FakeListing:

@@ -14,7 +14,8 @@ from types import TracebackType
 from benchmarks import report
 from benchmarks.cloudproc import Control, upstream_delta
 from benchmarks.load import LoadResult, run_wrk, write_bulk_bodies, write_check_list
-from benchmarks.procfs import cpu_seconds, worker_pids
+from benchmarks.memory import booted_workers
+from benchmarks.procfs import children, cpu_seconds
 from benchmarks.sweep import sweep
 from benchmarks.workload import Workload, bulk_batches
 from instanceapi.testing.harness import ServiceProcess
@@ -40,6 +41,8 @@ class Settings:
     latency_ms: float
     per_server_ms: float
     seed: int
+    steady: float  # seconds of the steady-state window
+    kill_worker: int  # 1: SIGKILL one worker at the end and count what it costs Nova
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,17 @@ def sweep_cost(
     )
 
 
-def wait_for_workers(master: int, workers: int, timeout: float = 30.0) -> list[int]:
-    """Return the worker pids once all `workers` have been forked (bounded in time)."""
+def wait_for_booted(
+    service: ServiceProcess, master: int, workers: int, timeout: float = 30.0
+) -> set[int]:
+    """Return the worker pids once all `workers` run (bounded in time).
+
+    Workers are the master's children that Gunicorn's log says it booted as
+    workers: any other child (a refresher) is not one.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = worker_pids(master)
+        pids = booted_workers(service.log_text) & set(children(master))
         if len(pids) >= workers:
             return pids
         time.sleep(0.1)
@@ -152,7 +161,7 @@ class Ceiling:
         try:
             self.process.start()
             master = self.process.process.pid if self.process.process else 0
-            self._pids = wait_for_workers(master, self._settings.workers)
+            self._pids = sorted(wait_for_booted(self.process, master, self._settings.workers))
         except BaseException:
             self.process.stop()
             raise

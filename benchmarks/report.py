@@ -5,13 +5,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from benchmarks.bootstrap import Boot
 from benchmarks.load import LoadResult
+from benchmarks.memory import ServiceMemory
+from benchmarks.procfs import Memory
+from benchmarks.steady import NovaLoad, Restart
 from benchmarks.workload import ABSENT_FRACTION
 
-THROUGHPUT_TARGET = 0.8  # of the ceiling, at N = 100,000
+THROUGHPUT_TARGET = 0.9  # of the ceiling, at the largest N
 REPEATED_NOVA_TARGET = 0.01
-INDEX_MB_TARGET = 30.0
-TARGET_SIZE = 100_000
+SERVICE_INDEX_MB_TARGET = 64.0  # the whole service, at N = 1,000,000
+WORKER_PRIVATE_MB_TARGET = 5.0  # per worker
+TARGET_SIZE = 1_000_000
+MB = 1_000_000
+
+
+def kib_mb(kib: int) -> float:
+    """Return KiB (the kernel's unit) in MB (10**6 bytes)."""
+    return kib * 1024 / MB
 
 
 @dataclass(frozen=True)
@@ -43,10 +54,13 @@ class ServiceRun:
     keystone_tokens: int
     keystone_total: int
     service_seconds: float
-    index_load_seconds: float
-    rss_before: dict[int, float]  # MB per worker pid, index empty
-    rss_after: dict[int, float]  # MB per worker pid, index loaded
-    rss_peak: dict[int, float]  # MB per worker pid, VmHWM at the end
+    boot: Boot  # Nova released -> index complete
+    bootstrap: NovaLoad  # Nova load over the same time
+    steady: NovaLoad  # the idle window after it
+    restart: Restart | None  # one worker killed at the end (None: not measured)
+    memory_empty: ServiceMemory  # Nova held back, index empty
+    memory_loaded: ServiceMemory  # index complete, settled
+    memory_peak: ServiceMemory  # after the load runs, with VmHWM
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,8 @@ class SizeResult:
     workers: int
     bulk_batch: int
     token_ttl: float
+    refresh_interval: float
+    live_servers: int  # servers a complete index holds at least
     run: ServiceRun
     ceiling_before: LoadResult  # measured before the service started
 
@@ -88,19 +104,51 @@ class SizeResult:
         return self.run.bulk.rate * self.bulk_batch
 
     @property
-    def index_mb(self) -> float:
-        """Return the largest per-worker RSS growth from empty index to loaded index."""
+    def service_index_mb(self) -> float:
+        """Return the whole service's PSS growth from empty index to complete index."""
         run = self.run
-        growth = [run.rss_after[p] - run.rss_before[p] for p in run.rss_after]
+        return kib_mb(run.memory_loaded.total.pss - run.memory_empty.total.pss)
+
+    @property
+    def worker_private_mb(self) -> float:
+        """Return the largest growth of a worker's private memory (USS), empty to complete."""
+        empty, loaded = self.run.memory_empty, self.run.memory_loaded
+        growth = [
+            kib_mb(m.uss - empty.processes[pid].uss)
+            for pid, m in loaded.of("worker").items()
+            if pid in empty.processes
+        ]
         return max(growth, default=math.nan)
 
     @property
+    def pollers(self) -> int:
+        """Return the processes that talk to OpenStack: the workers, and any refresher."""
+        return self.workers + len(self.run.memory_loaded.of("other"))
+
+    @property
     def keystone_allowed(self) -> int:
-        """Return the tokens allowed: one per token lifetime per worker (one target)."""
-        return self.workers * max(1, math.ceil(self.run.service_seconds / self.token_ttl))
+        """Return the tokens allowed: one per token lifetime per process (one target), and
+        one for the worker that replaces a killed one."""
+        lifetimes = max(1, math.ceil(self.run.service_seconds / self.token_ttl))
+        return (self.pollers + (self.run.restart is not None)) * lifetimes
+
+    def polls_allowed(self, seconds: float) -> int:
+        """Return the listing pages one poller per host may make in `seconds` (one per
+        interval; +1 for a window that starts just before a poll)."""
+        return math.floor(seconds / self.refresh_interval) + 1
 
 
-HEADER = (
+INDEX_HEADER = (
+    "N",
+    "workers",
+    "bootstrap s",
+    "start-up Nova pages / servers listed",
+    "service PSS MB, empty -> complete",
+    "worker USS growth MB (max)",
+    "steady Nova req/h / servers listed/h",
+    "worker kill: pages / servers / GETs",
+)
+HOT_HEADER = (
     "N",
     "req/s",
     "p50 ms",
@@ -112,12 +160,34 @@ HEADER = (
     "Nova/check rep",
     "Keystone tokens / all",
     "bulk UUIDs/s",
-    "index MB",
 )
 
 
-def row(result: SizeResult) -> tuple[str, ...]:
-    """Return one table row."""
+def index_row(result: SizeResult) -> tuple[str, ...]:
+    """Return one row of the index and Nova table."""
+    run = result.run
+    empty, loaded = run.memory_empty.total, run.memory_loaded.total
+    restart = run.restart
+    killed = (
+        "not measured"
+        if restart is None
+        else f"{restart.load.pages} / {restart.load.servers:,} / {restart.load.shows}"
+    )
+    return (
+        f"{result.servers:,}",
+        f"{result.workers}",
+        f"{run.boot.seconds:.1f}",
+        f"{run.bootstrap.pages:,} / {run.bootstrap.servers:,}",
+        f"{kib_mb(empty.pss):.1f} -> {kib_mb(loaded.pss):.1f} (+{result.service_index_mb:.1f})",
+        f"{result.worker_private_mb:.1f}",
+        f"{run.steady.per_hour(run.steady.total):,.0f} / "
+        f"{run.steady.per_hour(run.steady.servers):,.0f}",
+        killed,
+    )
+
+
+def hot_row(result: SizeResult) -> tuple[str, ...]:
+    """Return one row of the hot-path table."""
     return (
         f"{result.servers:,}",
         f"{result.run.check.rate:,.0f}",
@@ -130,31 +200,48 @@ def row(result: SizeResult) -> tuple[str, ...]:
         f"{result.run.repeated.nova_per_check:.3f}",
         f"{result.run.keystone_tokens} / {result.run.keystone_total}",
         f"{result.bulk_uuids_per_second:,.0f}",
-        f"{result.index_mb:.1f}",
     )
 
 
-def table(results: list[SizeResult]) -> str:
-    """Return the results as a Markdown table."""
-    rows = [HEADER, *(row(r) for r in results)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+def markdown(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Return a Markdown table, numbers right-aligned."""
+    every = [header, *rows]
+    widths = [max(len(r[i]) for r in every) for i in range(len(header))]
 
     def line(cells: tuple[str, ...]) -> str:
         return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
     rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
-    return "\n".join([line(HEADER), rule, *(line(r) for r in rows[1:])])
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def table(results: list[SizeResult]) -> str:
+    """Return both tables: index and Nova, then the hot path."""
+    return "\n\n".join(
+        [
+            markdown(INDEX_HEADER, [index_row(r) for r in results]),
+            markdown(HOT_HEADER, [hot_row(r) for r in results]),
+        ]
+    )
 
 
 def details(result: SizeResult) -> list[str]:
-    """Return the per-N lines behind the table (errors, sources, memory)."""
+    """Return the per-N lines behind the tables."""
     run, check = result.run, result.run.check
-    rss = ", ".join(
-        f"{run.rss_before[p]:.1f} -> {run.rss_after[p]:.1f} (peak {run.rss_peak[p]:.1f})"
-        for p in sorted(run.rss_after)
-    )
+    boot = run.boot
     return [
-        f"N={result.servers:,}: index loaded in {run.index_load_seconds:.1f}s after Nova answered",
+        f"N={result.servers:,} ({result.live_servers:,} live servers), {result.workers} workers:",
+        f"  bootstrap (Nova released -> index complete): {boot.seconds:.1f}s; /readyz 200 after "
+        f"{_seconds(boot.readyz_seconds)}, index gauge >= {result.live_servers:,} after "
+        f"{_seconds(boot.gauge_seconds)} (gauge {boot.index_servers}); Nova meanwhile: "
+        f"{_load(run.bootstrap)}",
+        f"  steady state, idle, {run.steady.seconds:.0f}s counted at the cloud and scaled to an "
+        f"hour: {_load(run.steady)}; per hour: {run.steady.per_hour(run.steady.total):,.0f} "
+        f"requests, {run.steady.per_hour(run.steady.pages):,.0f} listing pages, "
+        f"{run.steady.per_hour(run.steady.servers):,.0f} servers listed (refresh every "
+        f"{result.refresh_interval:g}s; a full resync is in the window only if its interval "
+        "is shorter)",
+        *_restart(result),
         f"  /check: {check.requests:,} requests in {check.seconds:.1f}s; unexpected answers "
         f"{check.unexpected}, socket errors {check.socket_errors}, timeouts {check.timeouts}; "
         f"{_cpu(check)}",
@@ -168,9 +255,56 @@ def details(result: SizeResult) -> list[str]:
         f"  first sweep: {_sweep(run.first)}",
         f"  repeated sweep: {_sweep(run.repeated)}",
         f"  Keystone: {run.keystone_tokens} token requests, {run.keystone_total} requests in all, "
-        f"over {run.service_seconds:.0f}s of service life ({result.workers} workers)",
-        f"  worker RSS MB, index empty -> loaded (peak): {rss}",
+        f"over {run.service_seconds:.0f}s of service life ({result.pollers} processes)",
+        "  memory MB (RSS / PSS / USS / Pss_Anon), index empty -> complete; peak RSS:",
+        *_memory(run),
     ]
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f}s"
+
+
+def _load(load: NovaLoad) -> str:
+    return (
+        f"{load.total} Nova requests ({load.pages} listing pages, {load.changes_since} of them "
+        f"changes-since, returning {load.servers:,} servers; {load.shows} GET by id) "
+        f"in {load.seconds:.1f}s"
+    )
+
+
+def _restart(result: SizeResult) -> list[str]:
+    restart = result.run.restart
+    if restart is None:
+        return ["  worker kill: not measured (--kill-worker=0)"]
+    allowed = result.polls_allowed(restart.load.seconds)
+    return [
+        f"  worker {restart.killed} killed with SIGKILL: replaced by {restart.replacement} after "
+        f"{restart.replaced_seconds:.1f}s; until it answered from the index and Nova was quiet: "
+        f"{_load(restart.load)} (the other pollers' regular polls alone: up to {allowed} "
+        "listing pages returning the few servers that changed)"
+    ]
+
+
+def _memory(run: ServiceRun) -> list[str]:
+    empty, loaded, peak = run.memory_empty, run.memory_loaded, run.memory_peak
+    lines = []
+    for pid in sorted(loaded.processes, key=lambda p: (loaded.role(p), p)):
+        before = empty.processes.get(pid)
+        now = loaded.processes[pid]
+        was = "gone" if before is None else _mem(before)
+        top = peak.rss_peak.get(pid)
+        high = "gone" if top is None else f"{kib_mb(top):.1f}"
+        lines.append(f"    {loaded.role(pid)} {pid}: {was} -> {_mem(now)}; peak RSS {high}")
+    lines.append(
+        f"    whole service: {_mem(empty.total)} -> {_mem(loaded.total)} "
+        f"(PSS is what the service uses; RSS counts shared pages once per process)"
+    )
+    return lines
+
+
+def _mem(m: Memory) -> str:
+    return " / ".join(f"{kib_mb(v):.1f}" for v in (m.rss, m.pss, m.uss, m.pss_anon))
 
 
 def _cpu(load: LoadResult) -> str:
@@ -192,21 +326,79 @@ def _sweep(cost: SweepCost) -> str:
 Target = tuple[str, bool]
 
 
-def targets(results: list[SizeResult], traced_mb: float | None) -> list[Target]:
+def targets(results: list[SizeResult]) -> list[Target]:
     """Return (description, met) for each target of the issue."""
     largest = max(results, key=lambda r: r.servers)
     at = "" if largest.servers == TARGET_SIZE else f" (measured at N={largest.servers:,} only)"
     return [
+        *_memory_targets(largest, at),
+        *_nova_load(results),
         _throughput(largest, at),
         *_nova(results),
-        *_keystone(results),
-        _index(largest, at, traced_mb),
+        _keystone(results),
+    ]
+
+
+def _memory_targets(largest: SizeResult, at: str) -> list[Target]:
+    index, private = largest.service_index_mb, largest.worker_private_mb
+    return [
+        (
+            f"index <= {SERVICE_INDEX_MB_TARGET:.0f} MB for the whole service at N=1,000,000: "
+            f"PSS growth {index:.1f} MB{at}",
+            index <= SERVICE_INDEX_MB_TARGET,
+        ),
+        (
+            f"<= {WORKER_PRIVATE_MB_TARGET:.0f} MB private memory per worker: largest USS "
+            f"growth {private:.1f} MB{at}",
+            private <= WORKER_PRIVATE_MB_TARGET,
+        ),
+    ]
+
+
+def _nova_load(results: list[SizeResult]) -> list[Target]:
+    """Start-up lists once; one poll per interval per host; a worker kill lists nothing."""
+    startup = ", ".join(f"{r.run.bootstrap.servers:,}/{r.live_servers:,}" for r in results)
+    steady = ", ".join(
+        f"{r.run.steady.changes_since}/{r.polls_allowed(r.run.steady.seconds)} in "
+        f"{r.run.steady.seconds:.0f}s (other listing pages: "
+        f"{r.run.steady.pages - r.run.steady.changes_since})"
+        for r in results
+    )
+    kills = [r for r in results if r.run.restart is not None]
+    restart = ", ".join(
+        f"{r.run.restart.load.servers:,} servers, {r.run.restart.load.shows} GETs"
+        for r in kills
+        if r.run.restart is not None
+    )
+    return [
+        (
+            f"start-up lists the cloud once (servers listed / live servers, <= 1.1): {startup}",
+            all(r.run.bootstrap.servers <= 1.1 * r.live_servers for r in results),
+        ),
+        (
+            "steady state: one changes-since listing per interval per host "
+            f"(changes-since pages / allowed): {steady}",
+            all(
+                r.run.steady.changes_since <= r.polls_allowed(r.run.steady.seconds) for r in results
+            ),
+        ),
+        (
+            "a worker killed with SIGKILL causes no listing and no GET: "
+            f"{restart or 'not measured'}",
+            bool(kills)
+            and all(
+                r.run.restart is not None
+                and r.run.restart.load.servers == 0
+                and r.run.restart.load.shows == 0
+                for r in kills
+            ),
+        ),
     ]
 
 
 def _throughput(largest: SizeResult, at: str) -> Target:
     return (
-        f"/check throughput at N=100,000 >= {THROUGHPUT_TARGET} x ceiling: {largest.ratio:.2f}{at} "
+        f"/check throughput >= {THROUGHPUT_TARGET} x ceiling: {largest.ratio:.2f}{at} "
         f"(worker CPU per request, ceiling / service: {largest.cpu_ratio:.2f})",
         largest.ratio >= THROUGHPUT_TARGET,
     )
@@ -229,30 +421,10 @@ def _nova(results: list[SizeResult]) -> list[Target]:
     ]
 
 
-def _keystone(results: list[SizeResult]) -> list[Target]:
-    """Tokens, and Keystone requests of any kind, against one per token lifetime per worker."""
+def _keystone(results: list[SizeResult]) -> Target:
+    """Tokens against one per token lifetime per process that talks to OpenStack."""
     tokens = ", ".join(f"{r.run.keystone_tokens}/{r.keystone_allowed}" for r in results)
-    every = ", ".join(
-        f"{r.run.keystone_total}/{r.keystone_allowed} in {r.run.service_seconds:.0f}s"
-        for r in results
-    )
-    return [
-        (
-            f"Keystone tokens <= one per token lifetime per worker: {tokens}",
-            all(r.run.keystone_tokens <= r.keystone_allowed for r in results),
-        ),
-        (
-            f"Keystone requests of any kind <= one per token lifetime per worker: {every}",
-            all(r.run.keystone_total <= r.keystone_allowed for r in results),
-        ),
-    ]
-
-
-def _index(largest: SizeResult, at: str, traced_mb: float | None) -> Target:
-    index = largest.index_mb
-    traced = "" if traced_mb is None else f", tracemalloc {traced_mb:.1f} MB"
     return (
-        f"index of 100,000 <= {INDEX_MB_TARGET:.0f} MB per process: "
-        f"RSS growth {index:.1f} MB{at}{traced}",
-        index <= INDEX_MB_TARGET and (traced_mb is None or traced_mb <= INDEX_MB_TARGET),
+        f"Keystone tokens <= one per token lifetime per process: {tokens}",
+        all(r.run.keystone_tokens <= r.keystone_allowed for r in results),
     )

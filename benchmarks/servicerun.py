@@ -1,12 +1,14 @@
-"""One run of the service for one N: memory, sweeps, /check and bulk load."""
+"""One run of the service for one N: bootstrap, memory, Nova load, sweeps, load, a worker killed."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from benchmarks import report
+from benchmarks.bootstrap import wait_until_complete
 from benchmarks.cloudproc import Control, upstream_delta
-from benchmarks.memory import peak_rss_mb, settled_rss_mb
+from benchmarks.memory import read_service, settled_service
 from benchmarks.phases import (
     Ceiling,
     Inputs,
@@ -15,43 +17,31 @@ from benchmarks.phases import (
     running,
     sweep_cost,
     timed_load,
-    wait_for_workers,
+    wait_for_booted,
 )
-from benchmarks.sweep import wait_for_index
+from benchmarks.procfs import children
+from benchmarks.steady import index_answer, kill_one_worker, nova_load, steady_state
 from benchmarks.workload import Workload
 from instanceapi.testing.harness import ServiceProcess
 
-#: While the index must stay empty (the "before" RSS), every Nova answer waits this long.
+#: While the index must stay empty (the "before" memory), every Nova answer waits this long.
 HOLD_NOVA = 5.0
+#: Bootstrap time limit: this, plus per listing page and process that lists.
 INDEX_TIMEOUT = 300.0
+PER_PAGE_TIMEOUT = 0.3
 
 
-def load_index(
-    service: ServiceProcess,
-    workload: Workload,
-    control: Control,
-    *,
-    lists: int,
-    workers: int,
-) -> tuple[list[int], dict[int, float], float]:
-    """Read RSS while Nova is held back, release Nova, wait for every worker's index.
+def listers(master: int, workers: set[int]) -> int:
+    """Return how many processes list the cloud: one refresher if the master has one, else
+    every worker (the master's children that are not workers are taken for a refresher)."""
+    return 1 if set(children(master)) - workers else len(workers)
 
-    `lists` is how many listing requests the workers make at least before their
-    index is loaded. Return the worker pids, their RSS with the index empty, and
-    the seconds the index took to load once Nova was released.
-    """
-    master = service.process.pid if service.process else 0
-    pids = wait_for_workers(master, workers)
-    before = settled_rss_mb(pids)
-    control.delay_nova(0)
-    seconds = wait_for_index(
-        service.url,
-        workload.probe,
-        listed=lambda: control.counts()["nova.list"] >= lists,
-        consecutive=10 * workers,
-        timeout=INDEX_TIMEOUT,
-    )
-    return pids, before, seconds
+
+def listed_enough(
+    control: Control, first: int, pages: int, count: Callable[[], int]
+) -> Callable[[], bool]:
+    """Return: has the cloud served `pages` listing requests per lister since `first`?"""
+    return lambda: control.counts()["nova.list"] - first >= pages * count()
 
 
 def measure_service(
@@ -60,31 +50,44 @@ def measure_service(
     control: Control,
     settings: Settings,
     inputs: Inputs,
-    pages: int,
+    cloud: tuple[int, int],
     ceiling: Ceiling,
 ) -> report.ServiceRun:
-    """Run the service once: memory, both sweeps, /check and bulk load.
+    """Run the service once and measure everything of one N.
 
-    The `ceiling` (already warm) is measured again right after /check, so that
-    a change in the machine's load shows as two different ceiling figures.
+    `cloud` is (servers a complete index holds at least, listing pages to read
+    them). The `ceiling` (already warm) is measured again right after /check.
     """
+    servers, pages = cloud
     control.delay_nova(HOLD_NOVA)
     counts = control.counts()
     started = time.monotonic()
     with running(ServiceProcess(env, workers=settings.workers, ready_path="/healthz")) as service:
-        progress("service up with Nova held back: RSS, then the index loads")
-        pids, before, load_seconds = load_index(
-            service,
-            workload,
-            control,
-            lists=counts["nova.list"] + pages * settings.workers,
-            workers=settings.workers,
+        master = service.process.pid if service.process else 0
+        workers = wait_for_booted(service, master, settings.workers)
+        progress("service up with Nova held back: memory, then the index loads")
+        empty = settled_service(master, workers)
+        released = control.counts()["nova.list"]
+        control.delay_nova(0)
+        boot_counts, boot_started = control.counts(), time.monotonic()
+        listing = listed_enough(control, released, pages, lambda: listers(master, workers))
+        boot = wait_until_complete(
+            service.url,
+            workload.probe,
+            servers=servers,
+            listed=listing,
+            consecutive=10 * settings.workers,
+            timeout=INDEX_TIMEOUT + PER_PAGE_TIMEOUT * pages * settings.workers,
         )
-        after = settled_rss_mb(pids)
-        progress(f"index loaded in {load_seconds:.1f}s; first and repeated sweeps")
+        bootstrap = nova_load(boot_counts, control.counts(), time.monotonic() - boot_started)
+        loaded = settled_service(master, workers)
+        progress(f"index complete in {boot.seconds:.1f}s; steady state for {settings.steady:g}s")
+        steady = steady_state(control, settings.steady)
+        progress("first and repeated sweeps")
         first = sweep_cost(service.url, workload, control, settings.sweep_concurrency)
         repeated = sweep_cost(service.url, workload, control, settings.sweep_concurrency)
         progress("wrk: GET /check/{uuid}")
+        pids = sorted(workers)
         check = timed_load(
             service.url,
             "check.lua",
@@ -103,7 +106,17 @@ def measure_service(
             connections=settings.bulk_connections,
             pids=pids,
         )
-        peak = peak_rss_mb(pids)
+        peak = read_service(master, workers, peak=True)
+        restart = None
+        if settings.kill_worker:
+            progress("SIGKILL one worker: Nova requests until its replacement answers")
+            restart = kill_one_worker(
+                master,
+                workers,
+                control,
+                index_answer(service.url, workload.probe),
+                timeout=INDEX_TIMEOUT + PER_PAGE_TIMEOUT * pages,
+            )
         delta = upstream_delta(counts, control.counts())
     return report.ServiceRun(
         check=check,
@@ -114,8 +127,11 @@ def measure_service(
         keystone_tokens=delta["keystone.token"],
         keystone_total=delta["keystone.total"],
         service_seconds=time.monotonic() - started,
-        index_load_seconds=load_seconds,
-        rss_before=before,
-        rss_after=after,
-        rss_peak=peak,
+        boot=boot,
+        bootstrap=bootstrap,
+        steady=steady,
+        restart=restart,
+        memory_empty=empty,
+        memory_loaded=loaded,
+        memory_peak=peak,
     )

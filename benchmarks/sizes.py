@@ -24,6 +24,7 @@ from benchmarks.workload import Workload, make_workload
 from instanceapi.check.index import SKEW_MARGIN
 
 AGE = SKEW_MARGIN + 5.0  # seconds between a cloud's last change and the service's start
+REFRESH_INTERVAL = 15.0  # the service's changes-since poll interval (its default, set explicitly)
 TOKEN_TTL = 3600.0  # the simulated Keystone's default token lifetime
 PAGE = 1000  # the service's listing page size
 
@@ -51,13 +52,19 @@ class Prepared:
             "INSTANCEAPI_UPSTREAM_BURST": "100000",
             "INSTANCEAPI_MAX_UPSTREAM_LOOKUPS": "32",
             "INSTANCEAPI_BULK_MAX_LIVE": "1000",
+            "INSTANCEAPI_REFRESH_INTERVAL": f"{REFRESH_INTERVAL:g}",
         }
 
     @property
+    def live_servers(self) -> int:
+        """Return the servers a complete index holds at least: the populated ones not deleted
+        (the demo mix, a few more, is left out of the count)."""
+        return self.info.populated_total - len(self.workload.absent) // 2
+
+    @property
     def pages(self) -> int:
-        """Return the listings each worker makes at least: the probe, then the full pages."""
-        listed = len(self.info.existing) - len(self.workload.absent) // 2
-        return 1 + listed // PAGE
+        """Return the listings one index load makes at least: the probe, then the full pages."""
+        return 1 + self.live_servers // PAGE
 
 
 def prepare(
@@ -71,7 +78,7 @@ def prepare(
     stack.callback(cloud.stop)
     info = cloud.start()
     workload = make_workload(
-        info.existing[-servers:],
+        info.populated,
         min(settings.sweep_size, servers),
         Control(info.control).delete_server,
         seed=settings.seed,
@@ -102,7 +109,7 @@ def measure_size(prepared: Prepared, settings: Settings) -> report.SizeResult:
                 Control(prepared.info.control),
                 settings,
                 prepared.inputs,
-                prepared.pages,
+                (prepared.live_servers, prepared.pages),
                 ceiling,
             )
     finally:
@@ -112,6 +119,8 @@ def measure_size(prepared: Prepared, settings: Settings) -> report.SizeResult:
         workers=settings.workers,
         bulk_batch=int(prepared.inputs.bulk[1]),
         token_ttl=TOKEN_TTL,
+        refresh_interval=REFRESH_INTERVAL,
+        live_servers=prepared.live_servers,
         run=run,
         ceiling_before=ceiling_before,
     )

@@ -209,3 +209,9 @@ def test_the_cloud_counts_the_servers_its_listings_return(cloud: SimulatedCloud)
     after = cloud.counts
     assert after["nova.servers_listed"] - before["nova.servers_listed"] == 60
     assert after["nova.list"] - before["nova.list"] == 3  # pages of 25, 25 and 10
+    assert after["nova.list_changes_since"] - before["nova.list_changes_since"] == 3
+    sess = password_session(cloud)
+    sess.get(f"{cloud.nova_url()}/servers?all_tenants=1", headers=V296, authenticated=True)
+    last = cloud.counts
+    assert last["nova.servers_listed"] - after["nova.servers_listed"] == 60
+    assert last["nova.list_changes_since"] == after["nova.list_changes_since"]

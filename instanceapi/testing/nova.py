@@ -16,6 +16,8 @@ PREFIX = "/v2.1"
 VERSION_HEADERS = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
 #: Counter of the servers returned by listings (not a request count).
 LISTED = "nova.servers_listed"
+#: Counter of the listing requests that had a changes-since parameter.
+CHANGES_SINCE = "nova.list_changes_since"
 REVOKED = "The request you have made requires authentication. (Token has been revoked.)"
 
 
@@ -111,9 +113,12 @@ class NovaApp:
 
     def __call__(self, request: Request) -> Response:
         response, returned = self._route(request)
-        if returned and classify(request) == "list":
-            # Servers returned by listings: what a poll or a full listing cost Nova.
+        if classify(request) == "list":
+            # Servers returned by listings (what a poll or a full listing cost Nova),
+            # and which listings were changes-since ones (the rest: full or unfiltered).
             self.state.stats.tally(LISTED, returned, self.region_name)
+            if "changes-since" in request.params:
+                self.state.stats.tally(CHANGES_SINCE, 1, self.region_name)
         config = self.state.config
         self.state.sleep(config.nova_latency + config.per_server_latency * returned)
         return response
