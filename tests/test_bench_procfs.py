@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,18 +13,18 @@ from benchmarks.memory import booted_workers, read_service
 from benchmarks.procfs import descendants, memory, parse_rollup, service_memory
 
 # A parent that starts a child (from a second thread, as a master's helper thread
-# might) and a grandchild, then waits; each touches 20 MB of its own memory.
-TREE = """
+# might), which starts a grandchild; each touches 20 MB of its own memory, then
+# says "ready" on the stdout they share, and waits.
+HOLD = "b = bytearray(20_000_000); print('ready', flush=True); time.sleep(60)"
+GRANDCHILD = f"import time; {HOLD}"
+CHILD = (
+    "import subprocess, sys, time; "
+    f"subprocess.Popen([sys.executable, '-c', {GRANDCHILD!r}]); {HOLD}"
+)
+TREE = f"""
 import subprocess, sys, threading, time
-blob = bytearray(20_000_000)
-def spawn():
-    code = "import time; b = bytearray(20_000_000); time.sleep(60)"
-    child = "import subprocess, sys, time; b = bytearray(20_000_000); " \\
-        f"subprocess.Popen([sys.executable, '-c', {code!r}]); time.sleep(60)"
-    subprocess.Popen([sys.executable, "-c", child])
-threading.Thread(target=spawn).start()
-print("ready", flush=True)
-time.sleep(60)
+threading.Thread(target=subprocess.Popen, args=([sys.executable, "-c", {CHILD!r}],)).start()
+{HOLD}
 """
 
 
@@ -34,11 +33,8 @@ def tree() -> Iterator[int]:
     parent = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE)
     try:
         assert parent.stdout is not None
-        assert parent.stdout.readline().strip() == b"ready"
-        for _ in range(100):  # the grandchild starts within 10 s
-            if len(descendants(parent.pid)) == 2:
-                break
-            time.sleep(0.1)
+        for _ in range(3):  # each process says so once it holds its memory
+            assert parent.stdout.readline().strip() == b"ready"
         yield parent.pid
     finally:
         for pid in reversed(descendants(parent.pid)):
@@ -48,18 +44,18 @@ def tree() -> Iterator[int]:
 
 
 def test_the_whole_tree_is_found_and_its_pss_adds_up(tree: int) -> None:
-    pids = [tree, *descendants(tree)]
-    assert len(pids) == 3
+    below = descendants(tree)
+    assert len(below) == 2
     readings = service_memory(tree)
-    assert set(readings) == set(pids)
+    assert set(readings) == {tree, *below}
     for figures in readings.values():
         # Each holds 20 MB of its own: private, counted in full in its PSS.
         assert figures.uss >= 19_000 and figures.pss >= figures.uss
         assert figures.rss >= figures.pss
-    service = read_service(tree, {descendants(tree)[0]}, peak=True)
-    assert service.total.pss == sum(m.pss for m in readings.values())
-    assert [service.role(p) for p in pids] == ["master", "worker", "other"]
-    assert set(service.rss_peak) == set(pids)
+    service = read_service(tree, {below[0]}, peak=True)
+    assert service.total.pss == sum(m.pss for m in service.processes.values())
+    assert [service.role(p) for p in (tree, *below)] == ["master", "worker", "other"]
+    assert set(service.rss_peak) == {tree, *below}
 
 
 def test_uss_is_private_clean_plus_dirty() -> None:
