@@ -18,6 +18,7 @@ from benchmarks.memory import booted_workers
 from benchmarks.procfs import children, cpu_seconds
 from benchmarks.sweep import sweep
 from benchmarks.workload import Workload, bulk_batches
+from instanceapi.serve.__main__ import MODULE_ENV as REFRESHER_ENV
 from instanceapi.testing.harness import ServiceProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,7 +153,9 @@ class Ceiling:
 
     def __init__(self, env: dict[str, str], inputs: Inputs, settings: Settings) -> None:
         args = ("--chdir", str(REPO), CEILING_APP)
-        self.process = ServiceProcess(env, workers=settings.workers, extra_args=args)
+        # Plain Gunicorn: no refresher child listing the cloud beside the bare route.
+        bare = {**env, REFRESHER_ENV: ""}
+        self.process = ServiceProcess(bare, workers=settings.workers, extra_args=args)
         self._inputs = inputs
         self._settings = settings
         self._pids: list[int] = []
