@@ -21,6 +21,7 @@ import time
 import tracemalloc
 import uuid as uuidlib
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,14 +45,17 @@ class ServiceMemory:
 
     master: int
     processes: dict[int, Memory]
-    workers: frozenset[int]  # the others below the master are "other" (a refresher...)
+    workers: frozenset[int]
+    refreshers: frozenset[int] = frozenset()  # any other process below the master: "other"
     rss_peak: dict[int, int] = field(default_factory=dict)  # VmHWM, when read
 
     def role(self, pid: int) -> str:
-        """Return "master", "worker" or "other"."""
+        """Return "master", "worker", "refresher" or "other"."""
         if pid == self.master:
             return "master"
-        return "worker" if pid in self.workers else "other"
+        if pid in self.workers:
+            return "worker"
+        return "refresher" if pid in self.refreshers else "other"
 
     @property
     def total(self) -> Memory:
@@ -66,7 +70,13 @@ class ServiceMemory:
         return {pid: m for pid, m in self.processes.items() if self.role(pid) == role}
 
 
-def read_service(master: int, workers: set[int], *, peak: bool = False) -> ServiceMemory:
+def read_service(
+    master: int,
+    workers: set[int],
+    refreshers: AbstractSet[int] = frozenset(),
+    *,
+    peak: bool = False,
+) -> ServiceMemory:
     """Read the memory of the master and every process below it."""
     processes = service_memory(master)
     peaks = {}
@@ -76,17 +86,26 @@ def read_service(master: int, workers: set[int], *, peak: bool = False) -> Servi
                 peaks[pid] = status_kib(pid, "VmHWM")
             except (FileNotFoundError, ProcessLookupError):
                 continue
-    return ServiceMemory(master, processes, frozenset(workers & processes.keys()), peaks)
+    found = processes.keys()
+    return ServiceMemory(
+        master, processes, frozenset(workers & found), frozenset(refreshers & found), peaks
+    )
 
 
-def settled_service(master: int, workers: set[int], *, timeout: float = 15.0) -> ServiceMemory:
+def settled_service(
+    master: int,
+    workers: set[int],
+    refreshers: AbstractSet[int] = frozenset(),
+    *,
+    timeout: float = 15.0,
+) -> ServiceMemory:
     """Read the service's memory once every process's RSS has stopped changing (bounded)."""
     deadline = time.monotonic() + timeout
     previous: dict[int, int] = {}
     steady = 0
-    reading = read_service(master, workers)
+    reading = read_service(master, workers, refreshers)
     while time.monotonic() < deadline and steady < 3:
-        reading = read_service(master, workers)
+        reading = read_service(master, workers, refreshers)
         current = {pid: m.rss for pid, m in reading.processes.items()}
         steady = steady + 1 if current == previous else 0
         previous = current

@@ -124,7 +124,8 @@ class SizeResult:
     @property
     def pollers(self) -> int:
         """Return the processes that talk to OpenStack: the workers, and any refresher."""
-        return self.workers + len(self.run.memory_loaded.of("other"))
+        loaded = self.run.memory_loaded
+        return self.workers + len(loaded.of("refresher")) + len(loaded.of("other"))
 
     @property
     def keystone_allowed(self) -> int:

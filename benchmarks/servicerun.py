@@ -66,7 +66,7 @@ def measure_service(
         master = service.process.pid if service.process else 0
         workers = wait_for_booted(service, master, settings.workers)
         progress("service up with Nova held back: memory, then the index loads")
-        empty = settled_service(master, workers)
+        empty = settled_service(master, workers, set(service.refresher_pids))
         released = control.counts()["nova.list"]
         control.delay_nova(0)
         boot_counts, boot_started = control.counts(), time.monotonic()
@@ -80,7 +80,7 @@ def measure_service(
             timeout=INDEX_TIMEOUT + PER_PAGE_TIMEOUT * pages * settings.workers,
         )
         bootstrap = nova_load(boot_counts, control.counts(), time.monotonic() - boot_started)
-        loaded = settled_service(master, workers)
+        loaded = settled_service(master, workers, set(service.refresher_pids))
         progress(f"index complete in {boot.seconds:.1f}s; steady state for {settings.steady:g}s")
         steady = steady_state(control, settings.steady)
         progress("first and repeated sweeps")
@@ -106,7 +106,7 @@ def measure_service(
             connections=settings.bulk_connections,
             pids=pids,
         )
-        peak = read_service(master, workers, peak=True)
+        peak = read_service(master, workers, set(service.refresher_pids), peak=True)
         restart = None
         if settings.kill_worker:
             progress("SIGKILL one worker: Nova requests until its replacement answers")

@@ -55,6 +55,8 @@ def test_the_whole_tree_is_found_and_its_pss_adds_up(tree: int) -> None:
     service = read_service(tree, {below[0]}, peak=True)
     assert service.total.pss == sum(m.pss for m in service.processes.values())
     assert [service.role(p) for p in (tree, *below)] == ["master", "worker", "other"]
+    named = read_service(tree, {below[0]}, {below[1]})
+    assert named.role(below[1]) == "refresher" and named.of("refresher").keys() == {below[1]}
     assert set(service.rss_peak) == {tree, *below}
 
 
