@@ -23,9 +23,10 @@ import uuid as uuidlib
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from benchmarks.procfs import NO_MEMORY, Memory, service_memory, status_kib
+from benchmarks.procfs import NO_MEMORY, Memory, directory_kib, service_memory, status_kib
 from instanceapi.check.index import ServerIndex
 from instanceapi.openstack import Identity, ServerRecord, parse_page
 
@@ -48,6 +49,7 @@ class ServiceMemory:
     workers: frozenset[int]
     refreshers: frozenset[int] = frozenset()  # any other process below the master: "other"
     rss_peak: dict[int, int] = field(default_factory=dict)  # VmHWM, when read
+    runtime_kib: int = 0  # the files of the runtime directory (on tmpfs: RAM)
 
     def role(self, pid: int) -> str:
         """Return "master", "worker", "refresher" or "other"."""
@@ -65,6 +67,13 @@ class ServiceMemory:
             out = out + figures
         return out
 
+    @property
+    def service_kib(self) -> int:
+        """Return the service's memory: its processes' PSS, tmpfs pages they map left out,
+        plus every file of its runtime directory on tmpfs (mapped or not, once)."""
+        total = self.total
+        return total.pss - total.pss_shmem + self.runtime_kib
+
     def of(self, role: str) -> dict[int, Memory]:
         """Return the processes of one role."""
         return {pid: m for pid, m in self.processes.items() if self.role(pid) == role}
@@ -76,8 +85,10 @@ def read_service(
     refreshers: AbstractSet[int] = frozenset(),
     *,
     peak: bool = False,
+    runtime: Path | None = None,
 ) -> ServiceMemory:
-    """Read the memory of the master and every process below it."""
+    """Read the memory of the master and every process below it (and the size of the
+    runtime directory, if given)."""
     processes = service_memory(master)
     peaks = {}
     if peak:
@@ -88,7 +99,12 @@ def read_service(
                 continue
     found = processes.keys()
     return ServiceMemory(
-        master, processes, frozenset(workers & found), frozenset(refreshers & found), peaks
+        master,
+        processes,
+        frozenset(workers & found),
+        frozenset(refreshers & found),
+        peaks,
+        directory_kib(runtime) if runtime is not None else 0,
     )
 
 
@@ -98,14 +114,15 @@ def settled_service(
     refreshers: AbstractSet[int] = frozenset(),
     *,
     timeout: float = 15.0,
+    runtime: Path | None = None,
 ) -> ServiceMemory:
     """Read the service's memory once every process's RSS has stopped changing (bounded)."""
     deadline = time.monotonic() + timeout
     previous: dict[int, int] = {}
     steady = 0
-    reading = read_service(master, workers, refreshers)
+    reading = read_service(master, workers, refreshers, runtime=runtime)
     while time.monotonic() < deadline and steady < 3:
-        reading = read_service(master, workers, refreshers)
+        reading = read_service(master, workers, refreshers, runtime=runtime)
         current = {pid: m.rss for pid, m in reading.processes.items()}
         steady = steady + 1 if current == previous else 0
         previous = current

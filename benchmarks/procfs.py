@@ -8,7 +8,10 @@ Memory per process comes from ``/proc/<pid>/smaps_rollup`` (Linux 4.14+):
 * USS: ``Private_Clean + Private_Dirty``, the pages only this process maps (what
   killing it would give back);
 * ``Pss_Anon``: the anonymous part of PSS (heap, not files such as a mapped
-  snapshot).
+  snapshot);
+* ``Pss_Shmem``: the part of PSS in tmpfs files (a snapshot in a runtime
+  directory on tmpfs), whose pages are RAM whether mapped or not: the service's
+  memory counts such files once, by their size, instead (``directory_bytes``).
 
 "The whole service" is the Gunicorn master and every process below it: the
 workers and any other child (a refresher process, for instance).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +38,7 @@ class Memory:
     pss: int
     uss: int
     pss_anon: int
+    pss_shmem: int = 0
 
     def __add__(self, other: Memory) -> Memory:
         return Memory(
@@ -41,10 +46,11 @@ class Memory:
             self.pss + other.pss,
             self.uss + other.uss,
             self.pss_anon + other.pss_anon,
+            self.pss_shmem + other.pss_shmem,
         )
 
 
-NO_MEMORY = Memory(0, 0, 0, 0)
+NO_MEMORY = Memory(0, 0, 0, 0, 0)
 
 
 def children(pid: int) -> list[int]:
@@ -108,7 +114,29 @@ def parse_rollup(fields: dict[str, int]) -> Memory:
         pss=fields["Pss"],
         uss=fields["Private_Clean"] + fields["Private_Dirty"],
         pss_anon=fields.get("Pss_Anon", 0),  # Linux 5.9+
+        pss_shmem=fields.get("Pss_Shmem", 0),
     )
+
+
+def directory_kib(path: Path) -> int:
+    """Return the KiB the files under `path` occupy (allocated blocks; 0 if it is gone)."""
+    total = 0
+    for item in path.rglob("*"):
+        try:
+            stat = item.lstat()
+        except FileNotFoundError:  # replaced meanwhile (a snapshot is renamed over)
+            continue
+        if item.is_file():
+            total += stat.st_blocks * 512
+    return total // 1024
+
+
+def tmpfs_dir(prefix: str) -> Path:
+    """Make a private (0700) directory on tmpfs (/dev/shm), as systemd's RuntimeDirectory=
+    is; elsewhere when there is no /dev/shm."""
+    shm = Path("/dev/shm")  # noqa: S108 - mkdtemp makes a private directory in it
+    where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=where))
 
 
 def service_memory(master: int) -> dict[int, Memory]:

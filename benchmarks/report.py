@@ -106,9 +106,9 @@ class SizeResult:
 
     @property
     def service_index_mb(self) -> float:
-        """Return the whole service's PSS growth from empty index to complete index."""
+        """Return the whole service's memory growth from empty index to complete index."""
         run = self.run
-        return kib_mb(run.memory_loaded.total.pss - run.memory_empty.total.pss)
+        return kib_mb(run.memory_loaded.service_kib - run.memory_empty.service_kib)
 
     @property
     def worker_private_mb(self) -> float:
@@ -176,7 +176,7 @@ INDEX_HEADER = (
     "workers",
     "bootstrap s",
     "start-up Nova pages / servers listed",
-    "service PSS MB, empty -> complete",
+    "service memory MB, empty -> complete",
     "worker USS growth MB (max)",
     "steady Nova req/h / servers listed/h",
     "worker kill: pages / servers / GETs",
@@ -199,7 +199,7 @@ HOT_HEADER = (
 def index_row(result: SizeResult) -> tuple[str, ...]:
     """Return one row of the index and Nova table."""
     run = result.run
-    empty, loaded = run.memory_empty.total, run.memory_loaded.total
+    empty, loaded = run.memory_empty.service_kib, run.memory_loaded.service_kib
     restart = run.restart
     killed = (
         "not measured"
@@ -211,7 +211,7 @@ def index_row(result: SizeResult) -> tuple[str, ...]:
         f"{result.workers}",
         f"{run.boot.seconds:.1f}",
         f"{run.bootstrap.pages:,} / {run.bootstrap.servers:,}",
-        f"{kib_mb(empty.pss):.1f} -> {kib_mb(loaded.pss):.1f} (+{result.service_index_mb:.1f})",
+        f"{kib_mb(empty):.1f} -> {kib_mb(loaded):.1f} (+{result.service_index_mb:.1f})",
         f"{result.worker_private_mb:.1f}",
         f"{run.steady.per_hour(run.steady.total):,.0f} / "
         f"{run.steady.per_hour(run.steady.servers):,.0f}",
@@ -289,7 +289,7 @@ def details(result: SizeResult) -> list[str]:
         f"  repeated sweep: {_sweep(run.repeated)}",
         f"  Keystone: {run.keystone_tokens} token requests, {run.keystone_total} requests in all, "
         f"over {run.service_seconds:.0f}s of service life ({result.pollers} processes)",
-        "  memory MB (RSS / PSS / USS / Pss_Anon), index empty -> complete; peak RSS:",
+        "  memory MB (RSS / PSS / USS / Pss_Anon / Pss_Shmem), index empty -> complete; peak RSS:",
         *_memory(run),
     ]
 
@@ -331,15 +331,20 @@ def _memory(run: ServiceRun) -> list[str]:
         top = peak.rss_peak.get(pid)
         high = "gone" if top is None else f"{kib_mb(top):.1f}"
         lines.append(f"    {loaded.role(pid)} {pid}: {was} -> {_mem(now)}; peak RSS {high}")
-    lines.append(
-        f"    whole service: {_mem(empty.total)} -> {_mem(loaded.total)} "
-        f"(PSS is what the service uses; RSS counts shared pages once per process)"
-    )
+    lines += [
+        f"    every process: {_mem(empty.total)} -> {_mem(loaded.total)} "
+        "(RSS counts a shared page once per process; PSS divides it among them)",
+        f"    runtime directory (tmpfs: the store, absences, metrics): "
+        f"{kib_mb(empty.runtime_kib):.1f} -> {kib_mb(loaded.runtime_kib):.1f}",
+        f"    the service: {kib_mb(empty.service_kib):.1f} -> {kib_mb(loaded.service_kib):.1f} "
+        "(PSS of every process without the tmpfs pages they map, plus every file of the "
+        "runtime directory once)",
+    ]
     return lines
 
 
 def _mem(m: Memory) -> str:
-    return " / ".join(f"{kib_mb(v):.1f}" for v in (m.rss, m.pss, m.uss, m.pss_anon))
+    return " / ".join(f"{kib_mb(v):.1f}" for v in (m.rss, m.pss, m.uss, m.pss_anon, m.pss_shmem))
 
 
 def _cpu(load: LoadResult) -> str:
@@ -379,7 +384,7 @@ def _memory_targets(largest: SizeResult, at: str) -> list[Target]:
     return [
         (
             f"index <= {SERVICE_INDEX_MB_TARGET:.0f} MB for the whole service at N=1,000,000: "
-            f"PSS growth {index:.1f} MB{at}",
+            f"growth {index:.1f} MB{at}",
             index <= SERVICE_INDEX_MB_TARGET,
         ),
         (

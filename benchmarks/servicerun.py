@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from benchmarks import report
 from benchmarks.bootstrap import wait_until_complete
@@ -19,7 +21,7 @@ from benchmarks.phases import (
     timed_load,
     wait_for_booted,
 )
-from benchmarks.procfs import children
+from benchmarks.procfs import children, tmpfs_dir
 from benchmarks.steady import index_answer, kill_one_worker, nova_load, steady_state
 from benchmarks.workload import Workload
 from instanceapi.testing.harness import ServiceProcess
@@ -58,15 +60,33 @@ def measure_service(
     `cloud` is (servers a complete index holds at least, listing pages to read
     them). The `ceiling` (already warm) is measured again right after /check.
     """
+    runtime = tmpfs_dir("instanceapi-bench-run-")
+    try:
+        return _measure(env, workload, control, settings, inputs, cloud, ceiling, runtime)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _measure(
+    env: dict[str, str],
+    workload: Workload,
+    control: Control,
+    settings: Settings,
+    inputs: Inputs,
+    cloud: tuple[int, int],
+    ceiling: Ceiling,
+    runtime: Path,
+) -> report.ServiceRun:
     servers, pages = cloud
     control.delay_nova(HOLD_NOVA)
     counts = control.counts()
     started = time.monotonic()
+    env = {**env, "INSTANCEAPI_RUNTIME_DIR": str(runtime)}
     with running(ServiceProcess(env, workers=settings.workers, ready_path="/healthz")) as service:
         master = service.process.pid if service.process else 0
         workers = wait_for_booted(service, master, settings.workers)
         progress("service up with Nova held back: memory, then the index loads")
-        empty = settled_service(master, workers, set(service.refresher_pids))
+        empty = settled_service(master, workers, set(service.refresher_pids), runtime=runtime)
         released = control.counts()["nova.list"]
         control.delay_nova(0)
         boot_counts, boot_started = control.counts(), time.monotonic()
@@ -80,7 +100,7 @@ def measure_service(
             timeout=INDEX_TIMEOUT + PER_PAGE_TIMEOUT * pages * settings.workers,
         )
         bootstrap = nova_load(boot_counts, control.counts(), time.monotonic() - boot_started)
-        loaded = settled_service(master, workers, set(service.refresher_pids))
+        loaded = settled_service(master, workers, set(service.refresher_pids), runtime=runtime)
         progress(f"index complete in {boot.seconds:.1f}s; steady state for {settings.steady:g}s")
         steady = steady_state(control, settings.steady)
         progress("first and repeated sweeps")
@@ -106,7 +126,9 @@ def measure_service(
             connections=settings.bulk_connections,
             pids=pids,
         )
-        peak = read_service(master, workers, set(service.refresher_pids), peak=True)
+        peak = read_service(
+            master, workers, set(service.refresher_pids), peak=True, runtime=runtime
+        )
         restart = None
         if settings.kill_worker:
             progress("SIGKILL one worker: Nova requests until its replacement answers")

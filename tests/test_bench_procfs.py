@@ -6,11 +6,19 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from benchmarks.memory import booted_workers, read_service
-from benchmarks.procfs import descendants, memory, parse_rollup, service_memory
+from benchmarks.memory import ServiceMemory, booted_workers, read_service
+from benchmarks.procfs import (
+    Memory,
+    descendants,
+    directory_kib,
+    memory,
+    parse_rollup,
+    service_memory,
+)
 
 # A parent that starts a child (from a second thread, as a master's helper thread
 # might), which starts a grandchild; each touches 20 MB of its own memory, then
@@ -62,8 +70,9 @@ def test_the_whole_tree_is_found_and_its_pss_adds_up(tree: int) -> None:
 
 def test_uss_is_private_clean_plus_dirty() -> None:
     fields = {"Rss": 100, "Pss": 60, "Private_Clean": 10, "Private_Dirty": 30, "Pss_Anon": 25}
-    figures = parse_rollup(fields)
+    figures = parse_rollup({**fields, "Pss_Shmem": 7})
     assert (figures.rss, figures.pss, figures.uss, figures.pss_anon) == (100, 60, 40, 25)
+    assert figures.pss_shmem == 7
     own = memory(os.getpid())
     assert own.rss >= own.pss >= own.uss > 0
 
@@ -71,3 +80,12 @@ def test_uss_is_private_clean_plus_dirty() -> None:
 def test_workers_are_those_gunicorn_says_it_booted() -> None:
     log = "[1] [INFO] Booting worker with pid: 41\nnoise\n[1] [INFO] Booting worker with pid: 43\n"
     assert booted_workers(log) == {41, 43}
+
+
+def test_the_service_counts_tmpfs_files_once(tmp_path: Path) -> None:
+    (tmp_path / "store-x").mkdir()
+    (tmp_path / "store-x" / "a.snap").write_bytes(b"x" * 409_600)
+    assert 400 <= directory_kib(tmp_path) <= 404
+    mapped = Memory(rss=500, pss=300, uss=100, pss_anon=150, pss_shmem=120)
+    service = ServiceMemory(1, {1: mapped}, frozenset(), runtime_kib=400)
+    assert service.service_kib == 300 - 120 + 400
