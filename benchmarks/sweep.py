@@ -41,7 +41,8 @@ class Answer:
 def get_check(base_url: str, uuid: str) -> Answer:
     """GET /check/<uuid> on a new connection; status 0 when the request failed."""
     parts = urllib.parse.urlsplit(base_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=CHECK_TIMEOUT)
+    host = parts.hostname or "127.0.0.1"
+    connection = http.client.HTTPConnection(host, parts.port, timeout=CHECK_TIMEOUT)
     try:
         connection.request("GET", f"/check/{uuid}", headers={"Connection": "close"})
         response = connection.getresponse()
