@@ -352,14 +352,22 @@ def by_id_published(cloud: FakeCloud, layout: StoreLayout, clock: Clock) -> None
     index.refresh(full_since=None)
 
 
+def worker_rule(cloud: FakeCloud, layout: StoreLayout, clock: Clock):
+    """Return a worker's Nova client and its view of the refresher's absence rule."""
+    worker_nova = cloud.nova()
+    visibility = SharedVisibility(
+        reader(worker_nova, layout, clock),
+        VisibilityTracker(worker_nova, interval=300, clock=clock),
+        interval=300,
+        clock=clock,
+    )
+    return worker_nova, visibility
+
+
 def test_workers_follow_the_refreshers_rule_without_probing(cloud, layout, clock, writer):
     cloud.add(project_id="0" * 32)
     by_id_published(cloud, layout, clock)
-    worker_nova = cloud.nova()
-    shared = reader(worker_nova, layout, clock)
-    visibility = SharedVisibility(
-        shared, VisibilityTracker(worker_nova, interval=300, clock=clock), interval=300, clock=clock
-    )
+    worker_nova, visibility = worker_rule(cloud, layout, clock)
     before = probes(cloud)
 
     rule = visibility.current(worker_nova.identity())
@@ -371,13 +379,7 @@ def test_a_worker_whose_token_changed_probes_for_itself(cloud, layout, clock, wr
     cloud.add(project_id="0" * 32)
     by_id_published(cloud, layout, clock)
     cloud.roles = ("member", "reader")  # the admin role was removed since
-    worker_nova = cloud.nova()
-    visibility = SharedVisibility(
-        reader(worker_nova, layout, clock),
-        VisibilityTracker(worker_nova, interval=300, clock=clock),
-        interval=300,
-        clock=clock,
-    )
+    worker_nova, visibility = worker_rule(cloud, layout, clock)
     before = probes(cloud)
     rule = visibility.current(worker_nova.identity())
     assert probes(cloud) == before + 1
@@ -386,13 +388,7 @@ def test_a_worker_whose_token_changed_probes_for_itself(cloud, layout, clock, wr
 
 def test_no_probe_while_the_refresher_starts_then_a_fallback_probe(cloud, layout, clock):
     cloud.add(project_id="0" * 32)
-    worker_nova = cloud.nova()
-    visibility = SharedVisibility(
-        reader(worker_nova, layout, clock),
-        VisibilityTracker(worker_nova, interval=300, clock=clock),
-        interval=300,
-        clock=clock,
-    )
+    worker_nova, visibility = worker_rule(cloud, layout, clock)
     before = probes(cloud)
     assert visibility.current(worker_nova.identity()).rule is Rule.NONE
     assert probes(cloud) == before  # the refresher may just be starting
