@@ -95,6 +95,45 @@ def test_index_read_while_a_cell_is_down_is_incomplete_then_reread_at_once(reque
     assert metrics.registry.get_sample_value("instanceapi_index_complete", complete) == 1
 
 
+def test_the_refresher_checks_cells_once_per_interval_and_every_refresh_while_incomplete(
+    requests_mock,
+):
+    class Clock:
+        now = 1_000.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    cloud = FakeCloud(requests_mock)
+    hidden = cloud.add(project_id=OTHER_PROJECT)
+    cloud.add(project_id=OTHER_PROJECT)
+    region = RegionChecker(cloud.nova(), cells_interval=300.0, clock=clock)
+
+    def cell_checks() -> int:
+        return cloud.calls("GET", "/servers?all_tenants=1")
+
+    for _ in range(4):  # a poll every 15 s: one unfiltered page in all
+        region.refresh_index()
+        clock.now += 15
+    assert cell_checks() == 1
+
+    cloud.down.add(hidden)
+    region.refresh_index()  # within the interval: not seen yet (readiness only)
+    assert cell_checks() == 1 and region.index.incomplete is None
+    clock.now += 300
+    region.refresh_index()
+    assert cell_checks() == 2 and region.index.incomplete is not None
+    for _ in range(2):  # while incomplete, every refresh looks: the return is seen at once
+        clock.now += 15
+        region.refresh_index()
+    assert cell_checks() == 4
+    cloud.down.clear()
+    clock.now += 15
+    region.refresh_index()
+    assert region.index.incomplete is None and region.index.peek(hidden) == "ACTIVE"
+
+
 # -- the visibility probe ------------------------------------------------------------------------
 
 

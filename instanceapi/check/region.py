@@ -72,6 +72,7 @@ class RegionChecker:
         visibility_interval: float = 300.0,
         resync_interval: float = 600.0,
         max_index_age: float = 300.0,
+        cells_interval: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         coverage: RegionCoverage | None = None,
@@ -102,6 +103,9 @@ class RegionChecker:
         self.identity_problem: str | None = "not checked yet"
         self._identity_ping_interval = visibility_interval
         self._next_identity_ping = 0.0
+        #: Seconds between down-cell checks while the index is complete (0: every refresh).
+        self._cells_interval = cells_interval
+        self._next_cells_check = 0.0
 
     def check_identity(self) -> None:
         """Record whether a token can be had and Keystone answers (for readiness).
@@ -156,8 +160,18 @@ class RegionChecker:
         return age is not None and age <= self.max_index_age
 
     def refresh_index(self) -> None:
-        """Refresh the index in the way the current absence rule needs (raises UpstreamError)."""
-        self.index.refresh(full_since=self._full_since(), check_cells=True)
+        """Refresh the index in the way the current absence rule needs (raises UpstreamError).
+
+        The down-cell check (one unfiltered page of up to 1,000 servers) runs at
+        most every `cells_interval` while the index is complete, and on every
+        refresh while it is not, so that a cell's return is seen at once. It
+        only tells readiness: a listing's omission is never absence evidence.
+        """
+        now = self._clock()
+        check_cells = self.index.incomplete is not None or now >= self._next_cells_check
+        if check_cells:
+            self._next_cells_check = now + self._cells_interval
+        self.index.refresh(full_since=self._full_since(), check_cells=check_cells)
 
     def _full_since(self) -> str | None:
         # The listing rule must see soft-deleted servers; the default listing hides them.

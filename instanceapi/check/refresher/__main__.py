@@ -80,6 +80,8 @@ def build_regions(settings: Settings, metrics: Metrics) -> tuple[StoreLayout, li
             max_index_age=settings.index_max_age,
             coverage=covering[nova.cloud],
             index=index,
+            # One unfiltered page per visibility interval, not per poll (docs/benchmark.md).
+            cells_interval=settings.visibility_interval,
         )
         index.rule_fields = functools.partial(rule_fields, region)
         regions.append(Published(nova.fingerprint, region, index))
